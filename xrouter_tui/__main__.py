@@ -1,0 +1,5 @@
+"""`python -m xrouter_tui` runs the same command line as `xrouter-tui`."""
+
+from xrouter_tui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""x402 without I/O: read a 402, choose under a spending policy, sign, encode, read a receipt."""
+
+from xrouter_tui.payments.challenge import (
+    ChallengeError,
+    PaymentChallenge,
+    PaymentRequirement,
+    parse_challenge,
+)
+from xrouter_tui.payments.networks import (
+    BASE,
+    BASE_SEPOLIA,
+    NETWORKS,
+    Asset,
+    Network,
+    atomic_to_usd,
+    find_network,
+    format_usd,
+    usd_to_atomic,
+)
+from xrouter_tui.payments.policy import Budget, PaymentRefused, Quote, SpendingPolicy
+from xrouter_tui.payments.reasons import explain_rejection, short_address
+from xrouter_tui.payments.receipt import Receipt, decode_receipt, read_receipt
+from xrouter_tui.payments.signing import SignedPayment, authorization_typed_data, sign_payment
+
+__all__ = [
+    "BASE",
+    "BASE_SEPOLIA",
+    "NETWORKS",
+    "Asset",
+    "Budget",
+    "ChallengeError",
+    "Network",
+    "PaymentChallenge",
+    "PaymentRefused",
+    "PaymentRequirement",
+    "Quote",
+    "Receipt",
+    "SignedPayment",
+    "SpendingPolicy",
+    "atomic_to_usd",
+    "authorization_typed_data",
+    "decode_receipt",
+    "explain_rejection",
+    "find_network",
+    "format_usd",
+    "parse_challenge",
+    "read_receipt",
+    "short_address",
+    "sign_payment",
+    "usd_to_atomic",
+]

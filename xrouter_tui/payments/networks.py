@@ -1,0 +1,92 @@
+"""The networks and assets this client knows how to pay on, and money in atomic units.
+
+x402 v1 names networks `base`, v2 uses CAIP-2 (`eip155:8453`); both map to one `Network`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+
+__all__ = [
+    "BASE",
+    "BASE_SEPOLIA",
+    "NETWORKS",
+    "Asset",
+    "Network",
+    "atomic_to_usd",
+    "find_network",
+    "format_usd",
+    "usd_to_atomic",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """A token that can be paid with an EIP-3009 transfer authorization."""
+
+    address: str
+    symbol: str
+    decimals: int
+    # EIP-712 domain name and version: only a fallback for challenges whose `extra` omits them.
+    eip712_name: str
+    eip712_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Network:
+    """An EVM network, under both of its x402 names."""
+
+    v1_name: str
+    caip2: str
+    chain_id: int
+    label: str
+    testnet: bool
+    usdc: Asset
+
+    def name_for(self, x402_version: int) -> str:
+        """The network's name as the given x402 version writes it."""
+        return self.v1_name if x402_version == 1 else self.caip2
+
+
+BASE = Network(
+    v1_name="base",
+    caip2="eip155:8453",
+    chain_id=8453,
+    label="Base",
+    testnet=False,
+    usdc=Asset("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USDC", 6, "USD Coin", "2"),
+)
+BASE_SEPOLIA = Network(
+    v1_name="base-sepolia",
+    caip2="eip155:84532",
+    chain_id=84532,
+    label="Base Sepolia (test network)",
+    testnet=True,
+    usdc=Asset("0x036CbD53842c5426634e7929541eC2318f3dCF7e", "USDC", 6, "USDC", "2"),
+)
+NETWORKS: tuple[Network, ...] = (BASE, BASE_SEPOLIA)
+
+_BY_NAME = {key: net for net in NETWORKS for key in (net.v1_name, net.caip2)}
+
+
+def find_network(name: str) -> Network | None:
+    """The known network called `name` in either x402 naming, or None."""
+    return _BY_NAME.get(name.strip().lower())
+
+
+def atomic_to_usd(amount: int, decimals: int = 6) -> Decimal:
+    """Atomic units of a dollar token (USDC: 6 decimals) as dollars, exactly."""
+    return Decimal(amount).scaleb(-decimals)
+
+
+def usd_to_atomic(usd: Decimal, decimals: int = 6) -> int:
+    """Dollars as atomic units, rounded up: a price is never understated."""
+    return int(usd.scaleb(decimals).to_integral_value(rounding=ROUND_CEILING))
+
+
+def format_usd(usd: Decimal) -> str:
+    """`$0.0135`: at least two decimals, no trailing zeros beyond them, never scientific."""
+    text = f"{usd:.6f}".rstrip("0")
+    whole, _, frac = text.partition(".")
+    return f"${whole}.{frac.ljust(2, '0')}"

@@ -1,0 +1,170 @@
+"""The spending policy: which requirement of a challenge may be paid, decided before signing.
+
+Only `exact` payments by EIP-3009 transfer authorization, only in an allowed (network, asset)
+pair, never above the per-request cap or the room left in any budget. A refusal carries a
+sentence for the user and the name of the setting that would change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from xrouter_tui.payments.challenge import PaymentChallenge, PaymentRequirement
+from xrouter_tui.payments.networks import (
+    BASE,
+    Asset,
+    Network,
+    atomic_to_usd,
+    find_network,
+    format_usd,
+)
+
+__all__ = ["Budget", "PaymentRefused", "Quote", "SpendingPolicy"]
+
+
+class PaymentRefused(Exception):
+    """The policy will not pay this challenge; nothing was signed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str,
+        amount_usd: Decimal | None = None,
+        limit_usd: Decimal | None = None,
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.amount_usd = amount_usd
+        self.limit_usd = limit_usd
+        self.setting = setting
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A running limit: what may be spent in all, what is spent already, and its setting's name."""
+
+    limit_usd: Decimal
+    spent_usd: Decimal
+    setting: str
+
+    @property
+    def remaining_usd(self) -> Decimal:
+        return max(self.limit_usd - self.spent_usd, Decimal(0))
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """The requirement chosen to pay, with what it costs in the user's terms."""
+
+    challenge: PaymentChallenge
+    requirement: PaymentRequirement
+    network: Network
+    asset: Asset
+
+    @property
+    def amount(self) -> int:
+        return self.requirement.amount
+
+    @property
+    def amount_usd(self) -> Decimal:
+        return atomic_to_usd(self.requirement.amount, self.asset.decimals)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendingPolicy:
+    """The rules every payment must pass. USDC on Base only, unless configured otherwise."""
+
+    networks: tuple[Network, ...] = (BASE,)
+    max_per_request_usd: Decimal = Decimal("0.50")
+    cap_setting: str = "max_per_request_usd"
+
+    def choose(self, challenge: PaymentChallenge, budgets: Iterable[Budget] = ()) -> Quote:
+        """The cheapest requirement this policy allows, or `PaymentRefused` saying why none."""
+        budgets = tuple(budgets)
+        allowed: list[Quote] = []
+        refusals: list[PaymentRefused] = []
+        for requirement in challenge.accepts:
+            try:
+                allowed.append(self._admit(challenge, requirement))
+            except PaymentRefused as refusal:
+                refusals.append(refusal)
+        if not allowed:
+            raise _most_telling(refusals)
+
+        allowed.sort(key=lambda quote: quote.amount_usd)
+        cheapest = allowed[0]
+        if cheapest.amount_usd > self.max_per_request_usd:
+            raise PaymentRefused(
+                f"The router asks {format_usd(cheapest.amount_usd)} for this request, above your "
+                f"per-request cap of {format_usd(self.max_per_request_usd)} "
+                f"({self.cap_setting}). Nothing was signed.",
+                code="over_cap",
+                amount_usd=cheapest.amount_usd,
+                limit_usd=self.max_per_request_usd,
+                setting=self.cap_setting,
+            )
+        for budget in budgets:
+            if cheapest.amount_usd > budget.remaining_usd:
+                raise PaymentRefused(
+                    f"The router asks {format_usd(cheapest.amount_usd)}, but "
+                    f"{format_usd(budget.spent_usd)} of your {format_usd(budget.limit_usd)} "
+                    f"budget is spent ({budget.setting}). Nothing was signed.",
+                    code="over_budget",
+                    amount_usd=cheapest.amount_usd,
+                    limit_usd=budget.limit_usd,
+                    setting=budget.setting,
+                )
+        return cheapest
+
+    def _admit(self, challenge: PaymentChallenge, requirement: PaymentRequirement) -> Quote:
+        if requirement.scheme != "exact":
+            raise PaymentRefused(
+                f"The router asks for an {requirement.scheme!r} payment; only 'exact' is "
+                "supported.",
+                code="unsupported_scheme",
+            )
+        method = requirement.extra.get("assetTransferMethod", "eip3009")
+        if method != "eip3009":
+            raise PaymentRefused(
+                f"The router asks for a {method} transfer; only EIP-3009 authorizations are "
+                "supported.",
+                code="unsupported_transfer_method",
+            )
+        network = find_network(requirement.network)
+        if network is None or network not in self.networks:
+            allowed = ", ".join(net.v1_name for net in self.networks) or "none"
+            label = network.label if network else requirement.network
+            raise PaymentRefused(
+                f"The router asks for payment on {label}, which is not in your allowed "
+                f"networks ({allowed}; setting allowed_networks). Nothing was signed.",
+                code="network_not_allowed",
+                setting="allowed_networks",
+            )
+        if requirement.asset.lower() != network.usdc.address.lower():
+            raise PaymentRefused(
+                f"The router asks for payment in the token {requirement.asset} on {network.label}, "
+                "which is not USDC. Nothing was signed.",
+                code="unknown_asset",
+            )
+        if requirement.amount <= 0:
+            raise PaymentRefused("The router asks for a payment of zero.", code="zero_amount")
+        return Quote(challenge, requirement, network, network.usdc)
+
+
+# When nothing is payable, the refusal that best tells the user what to change comes first.
+_REFUSAL_ORDER: Sequence[str] = (
+    "network_not_allowed",
+    "unknown_asset",
+    "unsupported_transfer_method",
+    "unsupported_scheme",
+    "zero_amount",
+)
+
+
+def _most_telling(refusals: list[PaymentRefused]) -> PaymentRefused:
+    return min(refusals, key=lambda refusal: _REFUSAL_ORDER.index(refusal.code))

@@ -1,0 +1,182 @@
+"""Signing a chosen requirement: an EIP-3009 `TransferWithAuthorization`, typed as EIP-712.
+
+The signature is made by eth-account; the header it goes into is `X-PAYMENT` (x402 v1) or
+`PAYMENT-SIGNATURE` (v2, with the chosen requirement echoed back verbatim).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+
+from xrouter_tui.payments.networks import Network, atomic_to_usd
+from xrouter_tui.payments.policy import Quote
+
+__all__ = [
+    "TRANSFER_WITH_AUTHORIZATION_TYPES",
+    "SignedPayment",
+    "authorization_typed_data",
+    "sign_payment",
+]
+
+# Reference clients date validAfter ten minutes back, so a payer's clock running ahead is harmless.
+VALID_AFTER_SLACK_SECONDS = 600
+# Never leave an authorization open for long, whatever the router asks: it can settle until then.
+MAX_VALIDITY_SECONDS = 900
+# Facilitators want validBefore at least six seconds ahead; keep some margin for the round trip.
+MIN_VALIDITY_SECONDS = 30
+
+TRANSFER_WITH_AUTHORIZATION_TYPES: dict[str, list[dict[str, str]]] = {
+    "TransferWithAuthorization": [
+        {"name": "from", "type": "address"},
+        {"name": "to", "type": "address"},
+        {"name": "value", "type": "uint256"},
+        {"name": "validAfter", "type": "uint256"},
+        {"name": "validBefore", "type": "uint256"},
+        {"name": "nonce", "type": "bytes32"},
+    ]
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPayment:
+    """A signed authorization and the header that carries it: what may be charged, and to whom.
+
+    Kept whole so that a possible charge can be reconciled later: (payer, nonce, validBefore,
+    amount, payTo) identify it on chain.
+    """
+
+    x402_version: int
+    header_name: str
+    header_value: str
+    network: Network
+    asset: str
+    pay_to: str
+    payer: str
+    amount: int
+    nonce: str
+    valid_after: int
+    valid_before: int
+    signature: str
+
+    @property
+    def amount_usd(self) -> Decimal:
+        return atomic_to_usd(self.amount, self.network.usdc.decimals)
+
+
+def authorization_typed_data(
+    *,
+    network: Network,
+    asset: str,
+    extra: dict[str, Any] | Any,
+    authorization: dict[str, Any],
+) -> dict[str, Any]:
+    """The EIP-712 document that is signed; the domain comes from `extra`, else the known table.
+
+    A wrong domain name does not fail here: the signature just recovers to another address.
+    """
+    name = extra.get("name") if isinstance(extra, dict) else None
+    version = extra.get("version") if isinstance(extra, dict) else None
+    known = network.usdc if asset.lower() == network.usdc.address.lower() else None
+    return {
+        "types": {
+            "EIP712Domain": [
+                {"name": "name", "type": "string"},
+                {"name": "version", "type": "string"},
+                {"name": "chainId", "type": "uint256"},
+                {"name": "verifyingContract", "type": "address"},
+            ],
+            **TRANSFER_WITH_AUTHORIZATION_TYPES,
+        },
+        "primaryType": "TransferWithAuthorization",
+        "domain": {
+            "name": name if isinstance(name, str) else (known.eip712_name if known else ""),
+            "version": version
+            if isinstance(version, str)
+            else (known.eip712_version if known else ""),
+            "chainId": network.chain_id,
+            "verifyingContract": to_checksum_address(asset),
+        },
+        "message": {
+            "from": to_checksum_address(authorization["from"]),
+            "to": to_checksum_address(authorization["to"]),
+            "value": int(authorization["value"]),
+            "validAfter": int(authorization["validAfter"]),
+            "validBefore": int(authorization["validBefore"]),
+            "nonce": bytes.fromhex(str(authorization["nonce"]).removeprefix("0x")),
+        },
+    }
+
+
+def sign_payment(
+    account: LocalAccount,
+    quote: Quote,
+    *,
+    now: int | None = None,
+    nonce: bytes | None = None,
+) -> SignedPayment:
+    """Sign the quoted requirement for exactly its amount and encode the payment header."""
+    requirement = quote.requirement
+    now = int(time.time()) if now is None else now
+    nonce = os.urandom(32) if nonce is None else nonce
+    if len(nonce) != 32:
+        raise ValueError("an EIP-3009 nonce is 32 bytes")
+    window = min(max(requirement.max_timeout_seconds, MIN_VALIDITY_SECONDS), MAX_VALIDITY_SECONDS)
+    authorization = {
+        "from": account.address,
+        "to": requirement.pay_to,
+        "value": str(requirement.amount),
+        "validAfter": str(now - VALID_AFTER_SLACK_SECONDS),
+        "validBefore": str(now + window),
+        "nonce": "0x" + nonce.hex(),
+    }
+    typed = authorization_typed_data(
+        network=quote.network,
+        asset=requirement.asset,
+        extra=requirement.extra,
+        authorization=authorization,
+    )
+    signed = account.sign_message(encode_typed_data(full_message=typed))
+    signature = "0x" + signed.signature.hex().removeprefix("0x")
+    payload = {"signature": signature, "authorization": authorization}
+
+    version = quote.challenge.x402_version
+    if version == 1:
+        document: dict[str, Any] = {
+            "x402Version": 1,
+            "scheme": requirement.scheme,
+            "network": requirement.network,
+            "payload": payload,
+        }
+        header_name = "X-PAYMENT"
+    else:
+        document = {"x402Version": 2}
+        if quote.challenge.resource is not None:
+            document["resource"] = quote.challenge.resource
+        document["accepted"] = requirement.raw
+        document["payload"] = payload
+        header_name = "PAYMENT-SIGNATURE"
+    encoded = json.dumps(document, separators=(",", ":")).encode()
+    return SignedPayment(
+        x402_version=version,
+        header_name=header_name,
+        header_value=base64.b64encode(encoded).decode("ascii"),
+        network=quote.network,
+        asset=requirement.asset,
+        pay_to=requirement.pay_to,
+        payer=account.address,
+        amount=requirement.amount,
+        nonce=authorization["nonce"],
+        valid_after=int(authorization["validAfter"]),
+        valid_before=int(authorization["validBefore"]),
+        signature=signature,
+    )
