@@ -1,0 +1,566 @@
+"""The router client: models, estimates, and a chat turn paid with x402 and streamed as events.
+
+One turn: an unpaid POST draws the 402; the spending policy picks a requirement (or refuses);
+an optional confirmation; the payment is signed and handed to `on_signed` (to be recorded)
+*before* the one paid POST is sent. That request is never sent again by this module, whatever
+happens to it: if it reached the router, the authorization can settle until it expires.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Self
+
+import httpx
+from eth_account.signers.local import LocalAccount
+from httpx_sse import EventSource
+
+from xrouter_tui import __version__
+from xrouter_tui.api.errors import (
+    BadChallenge,
+    NoWallet,
+    PaymentDeclined,
+    PaymentRejected,
+    ResponseTimeout,
+    RouterError,
+    RouterHTTPError,
+    RouterUnreachable,
+    StreamError,
+    StreamInterrupted,
+)
+from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning, Usage
+from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_models
+from xrouter_tui.payments import (
+    Budget,
+    ChallengeError,
+    PaymentChallenge,
+    Quote,
+    Receipt,
+    SignedPayment,
+    SpendingPolicy,
+    explain_rejection,
+    format_usd,
+    parse_challenge,
+    read_receipt,
+    sign_payment,
+)
+
+__all__ = [
+    "Completion",
+    "ConfirmPayment",
+    "OnSigned",
+    "RouterClient",
+    "Timeouts",
+    "payment_note",
+]
+
+ConfirmPayment = Callable[[Quote], Awaitable[bool]]
+OnSigned = Callable[[SignedPayment], Awaitable[None] | None]
+
+_CHAT_PATH = "/v1/chat/completions"
+_ERROR_BODY_LIMIT = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait: for a connection, for the answer's first byte, between two stream reads."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A whole (non-streamed) answer."""
+
+    text: str
+    model: str
+    finish_reason: str | None
+    usage: Usage | None
+    reasoning: str = ""
+    payment: SignedPayment | None = None
+    receipt: Receipt | None = None
+
+
+class RouterClient:
+    """An async client for X-Router or any OpenAI-compatible router. Use it with `async with`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        account: LocalAccount | None = None,
+        policy: SpendingPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.account = account
+        self.policy = policy or SpendingPolicy()
+        self.timeouts = timeouts or Timeouts()
+        t = self.timeouts
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(
+                connect=t.connect, read=t.first_byte, write=t.connect, pool=t.connect
+            ),
+            headers={"User-Agent": f"xrouter-tui/{__version__}"},
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- free endpoints ---------------------------------------------------------------------
+
+    async def list_models(self) -> list[ModelInfo]:
+        """The router's models, sorted by id."""
+        response = await self._request("GET", "/v1/models")
+        try:
+            return parse_models(response.json())
+        except ValueError as exc:
+            raise RouterError(f"The router's model list could not be read: {exc}.") from None
+
+    async def estimate(
+        self, messages: Sequence[Mapping[str, str]], *, model: str, max_tokens: int
+    ) -> Estimate:
+        """The most this request would be charged up front."""
+        body = {"messages": list(messages), "model": model, "max_tokens": max_tokens}
+        response = await self._request("POST", "/v1/estimate", json=body)
+        try:
+            return parse_estimate(response.json())
+        except ValueError as exc:
+            raise RouterError(f"The router's estimate could not be read: {exc}.") from None
+
+    # -- paid chat ---------------------------------------------------------------------------
+
+    async def stream_chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        budgets: Iterable[Budget] = (),
+        confirm: ConfirmPayment | None = None,
+        on_signed: OnSigned | None = None,
+    ) -> AsyncIterator[ChatEvent]:
+        """Pay for one chat turn and yield its events; closing the iterator closes the stream."""
+        body = _chat_body(messages, model, max_tokens, temperature, stream=True)
+        response, payment = await self._open_paid(body, budgets, confirm, on_signed)
+        try:
+            if payment is not None:
+                yield Paid(payment, read_receipt(response.headers))
+            content_type = response.headers.get("content-type", "")
+            if "application/json" in content_type:
+                # A router that ignores `stream: true` still gives a usable answer.
+                completion = _parse_completion(await self._read_json(response, payment), model)
+                for event in _completion_events(completion):
+                    yield event
+                return
+            if "text/event-stream" not in content_type:
+                raise RouterError(
+                    f"The router answered with {content_type or 'no content type'}, not a stream.",
+                    payment=payment,
+                )
+            async for event in _read_events(response, payment):
+                yield event
+        finally:
+            await response.aclose()
+
+    async def complete(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        model: str,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        budgets: Iterable[Budget] = (),
+        confirm: ConfirmPayment | None = None,
+        on_signed: OnSigned | None = None,
+    ) -> Completion:
+        """Pay for one chat turn and return the whole answer."""
+        body = _chat_body(messages, model, max_tokens, temperature, stream=False)
+        response, payment = await self._open_paid(body, budgets, confirm, on_signed)
+        try:
+            completion = _parse_completion(await self._read_json(response, payment), model)
+        finally:
+            await response.aclose()
+        receipt = read_receipt(response.headers) if payment else None
+        return replace(completion, payment=payment, receipt=receipt)
+
+    # -- the payment handshake ---------------------------------------------------------------
+
+    async def _open_paid(
+        self,
+        body: dict[str, Any],
+        budgets: Iterable[Budget],
+        confirm: ConfirmPayment | None,
+        on_signed: OnSigned | None,
+    ) -> tuple[httpx.Response, SignedPayment | None]:
+        """Draw the 402, pay it once, and return the paid response with its body still unread."""
+        first = await self._send(body, payment=None)
+        if first.status_code != 402:
+            if first.is_success:
+                return first, None  # a router that does not charge
+            await self._raise_for_status(first, payment=None)
+        challenge = self._read_challenge(first.headers, await _read_and_close(first))
+
+        if self.account is None:
+            raise NoWallet(
+                "The router asks for payment and no wallet key is set up "
+                "(set XROUTER_PRIVATE_KEY, or try --demo)."
+            )
+        quote = self.policy.choose(challenge, budgets)
+        if confirm is not None and not await confirm(quote):
+            raise PaymentDeclined(
+                f"Payment of {format_usd(quote.amount_usd)} declined. Nothing was signed.",
+                code="declined",
+                amount_usd=quote.amount_usd,
+            )
+        payment = sign_payment(self.account, quote)
+        if on_signed is not None:
+            result = on_signed(payment)
+            if inspect.isawaitable(result):
+                await result
+
+        paid = await self._send(body, payment=payment)
+        if paid.status_code == 402:
+            raise self._rejection(paid.headers, await _read_and_close(paid), payment)
+        if not paid.is_success:
+            await self._raise_for_status(paid, payment=payment)
+        return paid, payment
+
+    def _read_challenge(self, headers: httpx.Headers, body: bytes) -> PaymentChallenge:
+        try:
+            return parse_challenge(headers, body)
+        except ChallengeError as exc:
+            raise BadChallenge(
+                f"The router asked for payment in a form that could not be read: {exc}. "
+                "Nothing was signed."
+            ) from None
+
+    def _rejection(
+        self, headers: httpx.Headers, body: bytes, payment: SignedPayment
+    ) -> PaymentRejected:
+        code: str | None = None
+        try:
+            code = parse_challenge(headers, body).error
+        except ChallengeError:
+            receipt = read_receipt(headers)
+            code = receipt.error_reason if receipt else _readable_error(body)
+        sentence = explain_rejection(
+            code, payer=payment.payer, network=payment.network, amount_usd=payment.amount_usd
+        )
+        return PaymentRejected(
+            f"The payment was not accepted: {sentence} Nothing was charged for it, "
+            "and it will not be resent.",
+            code=code,
+            payment=payment,
+        )
+
+    # -- HTTP plumbing ---------------------------------------------------------------------
+
+    async def _send(self, body: dict[str, Any], *, payment: SignedPayment | None) -> httpx.Response:
+        headers = {"Accept": "text/event-stream" if body.get("stream") else "application/json"}
+        if payment is not None:
+            headers[payment.header_name] = payment.header_value
+        request = self._http.build_request("POST", _CHAT_PATH, json=body, headers=headers)
+        response = await self._open(request, payment=payment)
+        # The read timeout guarded the wait for the first byte; from here on it is the idle gap
+        # between reads. httpcore takes the body's read timeout from this very dict when the
+        # body is first read (tests/test_client_faults.py checks that the switch takes effect).
+        timeout = request.extensions.get("timeout")
+        if isinstance(timeout, dict):
+            timeout["read"] = self.timeouts.idle
+        return response
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._open(self._http.build_request(method, path, **kwargs), payment=None)
+        await response.aread()
+        if not response.is_success:
+            await self._raise_for_status(response, payment=None)
+        return response
+
+    async def _open(
+        self, request: httpx.Request, *, payment: SignedPayment | None
+    ) -> httpx.Response:
+        """Send and wait for the headers, turning transport failures into plain words."""
+        host = request.url.netloc.decode("ascii", "replace")
+        after = payment_note(payment, accepted=False)
+        # Without a connection the signed payment never left this process: it cannot settle.
+        unsent = " The signed payment was never sent, so nothing was charged." if payment else ""
+        try:
+            return await self._http.send(request, stream=True)
+        except httpx.ConnectTimeout:
+            raise RouterUnreachable(
+                f"Could not connect to {host} within {self.timeouts.connect:g} s.{unsent}",
+                payment=payment,
+            ) from None
+        except httpx.ConnectError as exc:
+            raise RouterUnreachable(
+                f"Could not connect to {host}: {_reason(exc)}.{unsent}", payment=payment
+            ) from None
+        except httpx.TimeoutException:
+            raise ResponseTimeout(
+                f"No answer from {host} within {self.timeouts.first_byte:g} s.{after}",
+                phase="first_byte",
+                payment=payment,
+            ) from None
+        except httpx.TransportError as exc:
+            raise RouterUnreachable(
+                f"The connection to {host} broke before it answered: {_reason(exc)}.{after}",
+                payment=payment,
+            ) from None
+
+    async def _read_json(self, response: httpx.Response, payment: SignedPayment | None) -> Any:
+        try:
+            return json.loads(await response.aread())
+        except httpx.TimeoutException:
+            raise ResponseTimeout(
+                f"The router went quiet for {self.timeouts.idle:g} s.{payment_note(payment)}",
+                phase="idle",
+                payment=payment,
+            ) from None
+        except httpx.TransportError as exc:
+            raise StreamInterrupted(
+                f"The connection broke during the answer: {_reason(exc)}.{payment_note(payment)}",
+                payment=payment,
+            ) from None
+        except ValueError:
+            raise RouterError(
+                f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
+            ) from None
+
+    async def _raise_for_status(
+        self, response: httpx.Response, *, payment: SignedPayment | None
+    ) -> None:
+        body = await _read_and_close(response)
+        status = response.status_code
+        detail = _readable_error(body) or response.reason_phrase or "no details"
+        retry_after = _retry_after(response.headers.get("retry-after"))
+        message = f"The router answered {status} {response.reason_phrase}: {detail}"
+        if status == 429:
+            wait = f" in {retry_after:g} s" if retry_after is not None else " later"
+            message = f"The router is limiting requests ({detail}); try again{wait}"
+        raise RouterHTTPError(
+            message.rstrip(".") + "." + payment_note(payment, accepted=False),
+            status=status,
+            retry_after=retry_after,
+            payment=payment,
+        )
+
+
+async def _read_events(
+    response: httpx.Response, payment: SignedPayment | None
+) -> AsyncIterator[ChatEvent]:
+    """The SSE stream as events. Any ending but `[DONE]` or a finish reason is an interruption."""
+    parts: list[str] = []
+    finish_reason: str | None = None
+    skipped = 0
+    done = False
+    try:
+        async for sse in EventSource(response).aiter_sse():
+            data = sse.data
+            if data == "[DONE]":
+                done = True
+                break
+            if not data:
+                continue
+            try:
+                chunk = json.loads(data)
+                error = chunk.get("error")
+                choices = chunk.get("choices")
+                usage = chunk.get("usage")
+            except (ValueError, AttributeError):
+                skipped += 1  # one unreadable line must not cost the whole (paid) answer
+                continue
+            if error:
+                raise StreamError(
+                    f"The router reported an error mid-answer: {_error_text(error)}."
+                    + payment_note(payment),
+                    payment=payment,
+                    partial_text="".join(parts),
+                )
+            if choices:
+                try:
+                    choice = choices[0]
+                    delta = choice.get("delta") or choice.get("message") or {}
+                    text = delta.get("content")
+                    thought = delta.get("reasoning") or delta.get("reasoning_content")
+                    finish_reason = choice.get("finish_reason") or finish_reason
+                except (AttributeError, IndexError, KeyError, TypeError):
+                    skipped += 1
+                    continue
+                if thought:
+                    yield Reasoning(thought)
+                if text:
+                    parts.append(text)
+                    yield Delta(text)
+            if usage:
+                event = _usage(usage)
+                if event is not None:
+                    yield event
+    except httpx.TimeoutException:
+        raise ResponseTimeout(
+            "The router went quiet in the middle of the answer." + payment_note(payment),
+            phase="idle",
+            payment=payment,
+            partial_text="".join(parts),
+        ) from None
+    except httpx.TransportError as exc:
+        raise StreamInterrupted(
+            f"The connection broke in the middle of the answer: {_reason(exc)}."
+            + payment_note(payment),
+            payment=payment,
+            partial_text="".join(parts),
+        ) from None
+    if not done and finish_reason is None:
+        raise StreamInterrupted(
+            "The answer ended before the router said it was complete." + payment_note(payment),
+            payment=payment,
+            partial_text="".join(parts),
+        )
+    yield Done(finish_reason or "stop", skipped)
+
+
+def _chat_body(
+    messages: Sequence[Mapping[str, str]],
+    model: str,
+    max_tokens: int | None,
+    temperature: float | None,
+    *,
+    stream: bool,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages]}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
+    body["stream"] = stream
+    if stream:
+        # OpenAI-compatible servers send the usage chunk only when asked; X-Router ignores it.
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def _parse_completion(document: Any, model: str) -> Completion:
+    """`choices[0].message.content`, or a top-level `content` as some of X-Router's docs show."""
+    if not isinstance(document, dict):
+        raise RouterError("The router's answer is not a JSON object.")
+    if document.get("error"):
+        raise RouterError(f"The router reported an error: {_error_text(document['error'])}.")
+    text = document.get("content")
+    reasoning = ""
+    finish_reason = None
+    choices = document.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message") or {}
+        if isinstance(message, dict):
+            text = message.get("content", text)
+            reasoning = message.get("reasoning") or message.get("reasoning_content") or ""
+        finish_reason = choices[0].get("finish_reason")
+    if not isinstance(text, str):
+        raise RouterError("The router's answer has no text (choices[0].message.content).")
+    usage = document.get("usage")
+    return Completion(
+        text=text,
+        model=str(document.get("model") or model),
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        usage=_usage(usage) if isinstance(usage, dict) else None,
+        reasoning=reasoning if isinstance(reasoning, str) else "",
+    )
+
+
+def _completion_events(completion: Completion) -> list[ChatEvent]:
+    events: list[ChatEvent] = []
+    if completion.reasoning:
+        events.append(Reasoning(completion.reasoning))
+    if completion.text:
+        events.append(Delta(completion.text))
+    if completion.usage:
+        events.append(completion.usage)
+    events.append(Done(completion.finish_reason or "stop"))
+    return events
+
+
+def _usage(usage: Any) -> Usage | None:
+    try:
+        prompt = int(usage.get("prompt_tokens") or 0)
+        completion = int(usage.get("completion_tokens") or 0)
+        total = int(usage.get("total_tokens") or prompt + completion)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return Usage(prompt, completion, total)
+
+
+async def _read_and_close(response: httpx.Response) -> bytes:
+    try:
+        return await response.aread()
+    except httpx.TransportError:
+        return b""
+    finally:
+        await response.aclose()
+
+
+def _readable_error(body: bytes) -> str:
+    """The most readable message in an error body: JSON's error/message, else its first line."""
+    text = body.decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        for key in ("error", "message", "detail"):
+            if document.get(key):
+                return _error_text(document[key])
+    if text.lstrip().startswith("<"):
+        return ""  # an HTML error page says nothing the status does not
+    line = text.splitlines()[0].strip()
+    return line if len(line) <= _ERROR_BODY_LIMIT else line[:_ERROR_BODY_LIMIT] + "…"
+
+
+def _error_text(error: Any) -> str:
+    if isinstance(error, dict):
+        for key in ("message", "error", "detail", "code", "type"):
+            if error.get(key):
+                return _error_text(error[key])
+        return json.dumps(error)[:_ERROR_BODY_LIMIT]
+    return str(error).strip().rstrip(".")[:_ERROR_BODY_LIMIT]
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: rare enough to just say "later"
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc).strip().rstrip(".") or type(exc).__name__
+
+
+def payment_note(payment: SignedPayment | None, *, accepted: bool = True) -> str:
+    """What the user must know of the money when a paid request fails."""
+    if payment is None:
+        return ""
+    amount = format_usd(payment.amount_usd)
+    if accepted:
+        return f" {amount} was paid for this request; sending it again is a new charge."
+    return (
+        f" The payment of {amount} was sent and may be charged; it will not be resent, "
+        "and sending the request again is a new charge."
+    )

@@ -1,0 +1,101 @@
+"""Typed failures of a request to the router, each with a message in plain words.
+
+Every error after a payment carries that payment, so the user is told what was paid and that a
+new request is a new charge: a paid request is never sent again on its own.
+"""
+
+from __future__ import annotations
+
+from xrouter_tui.payments import PaymentRefused, SignedPayment
+
+__all__ = [
+    "BadChallenge",
+    "NoWallet",
+    "PaymentDeclined",
+    "PaymentRejected",
+    "ResponseTimeout",
+    "RouterError",
+    "RouterHTTPError",
+    "RouterUnreachable",
+    "StreamError",
+    "StreamInterrupted",
+]
+
+
+class RouterError(Exception):
+    """A request to the router failed. `partial_text` is what had arrived of the answer."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        payment: SignedPayment | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.payment = payment
+        self.partial_text = partial_text
+
+
+class RouterUnreachable(RouterError):
+    """No connection could be made, or it broke before the router answered."""
+
+
+class RouterHTTPError(RouterError):
+    """The router answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        retry_after: float | None = None,
+        payment: SignedPayment | None = None,
+    ) -> None:
+        super().__init__(message, payment=payment)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BadChallenge(RouterError):
+    """The router asked for payment in a way that could not be understood; nothing was signed."""
+
+
+class NoWallet(RouterError):
+    """The router asks for payment and no wallet key is set up."""
+
+
+class PaymentRejected(RouterError):
+    """The router answered a signed payment with another 402: it did not take it."""
+
+    def __init__(self, message: str, *, code: str | None, payment: SignedPayment) -> None:
+        super().__init__(message, payment=payment)
+        self.code = code
+
+
+class ResponseTimeout(RouterError):
+    """The router went quiet: before the first byte of the answer, or between two events."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: str,
+        payment: SignedPayment | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message, payment=payment, partial_text=partial_text)
+        self.phase = phase
+
+
+class StreamError(RouterError):
+    """The router reported an error in the middle of the answer."""
+
+
+class StreamInterrupted(RouterError):
+    """The answer stopped before the router said it was complete."""
+
+
+class PaymentDeclined(PaymentRefused):
+    """The user said no when asked to confirm the payment; nothing was signed."""

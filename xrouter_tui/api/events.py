@@ -1,0 +1,54 @@
+"""What `stream_chat` yields, in order: `Paid`, then `Reasoning`/`Delta`/`Usage`, then `Done`.
+
+One name for one thing across layers: the UI receives these very objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xrouter_tui.payments import Receipt, SignedPayment
+
+__all__ = ["ChatEvent", "Delta", "Done", "Paid", "Reasoning", "Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class Paid:
+    """The paid request was accepted: what was signed, and the router's receipt if it sent one."""
+
+    payment: SignedPayment
+    receipt: Receipt | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's reasoning, shown apart from the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the router reports them (they replace any local estimate)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The answer is complete. `skipped` counts data lines that could not be read."""
+
+    finish_reason: str
+    skipped: int = 0
+
+
+ChatEvent = Paid | Delta | Reasoning | Usage | Done
