@@ -1,0 +1,320 @@
+"""The command line: parse arguments, build settings, run a one-shot command.
+
+Exit codes (a contract scripts rely on): 0 done; 1 request or stream failed; 2 usage or
+configuration error; 3 payment refused by the spending policy (nothing signed); 130 interrupted.
+Errors are one or two plain lines on stderr, never a traceback (set XROUTER_DEBUG=1 for one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from typing import IO
+
+from eth_account.signers.local import LocalAccount
+
+from xrouter_tui import __version__, devserver
+from xrouter_tui.api import NoWallet, RouterClient, RouterError, Timeouts, payment_note
+from xrouter_tui.commands.ask import (
+    AskRequest,
+    Progress,
+    PromptError,
+    TurnRecord,
+    read_prompt,
+    stream_answer,
+)
+from xrouter_tui.commands.demo import demo_router
+from xrouter_tui.commands.models import models_json, models_table
+from xrouter_tui.config import ConfigError, Settings, apply_settings, load_settings
+from xrouter_tui.payments import Network, PaymentRefused, SpendingPolicy
+from xrouter_tui.wallet import ENV_KEY, WalletError, load_account, redact
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_REFUSED", "EXIT_USAGE", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_INTERRUPTED = 130
+
+PROG = "xrouter-tui"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; `design.md` holds its contract."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="A terminal chat for X-Router that pays for each request with x402 (USDC).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_router_options(parser)
+    _add_model_options(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    ask = commands.add_parser(
+        "ask",
+        help="ask one question; the answer streams to stdout",
+        description="Ask one question and stream the answer to stdout. The prompt comes from "
+        "the arguments, or stdin when none is given or it is '-'; piped stdin is appended to a "
+        "given prompt.",
+    )
+    ask.add_argument("prompt", nargs="*", help="the question (default: read stdin)")
+    _add_model_options(ask)
+    ask.add_argument("-s", "--system", help="a system prompt for this question")
+    ask.add_argument(
+        "--max-price",
+        type=_usd_argument,
+        metavar="USD",
+        help="refuse to pay more than this for this request (tightens max_per_request_usd)",
+    )
+    _add_router_options(ask)
+
+    models = commands.add_parser("models", help="list the router's models and prices")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_router_options(models)
+
+    server = commands.add_parser(
+        "demo-server",
+        help="run the local X-Router (for demos and tests) on 127.0.0.1",
+        description="Run the local X-Router: real x402 payments verified locally, a made-up "
+        "Markdown reply, and switchable faults.",
+    )
+    devserver.add_arguments(server)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    stdin: IO[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+) -> int:
+    """Run the command line and return its exit code."""
+    env = os.environ if env is None else env
+    stdin = sys.stdin if stdin is None else stdin
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    args = build_parser().parse_args(argv)  # usage errors exit 2 from argparse itself
+    try:
+        if args.command == "ask":
+            return _ask(args, env, stdin, stdout, stderr)
+        if args.command == "models":
+            return _models(args, env, stdout)
+        if args.command == "demo-server":
+            devserver.serve(devserver.config_from_args(args), args.host, args.port)
+            return EXIT_OK
+        print(
+            f"{PROG}: the full-screen chat is not here yet; try: "
+            f'{PROG} ask --demo "Show me a table and some Python"',
+            file=stderr,
+        )
+        return EXIT_USAGE
+    except (ConfigError, WalletError, PromptError) as exc:
+        _error(stderr, str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error(stderr, "interrupted.")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: one plain line, never a traceback
+        if env.get("XROUTER_DEBUG"):
+            traceback.print_exc(file=stderr)
+        message = f"unexpected error: {type(exc).__name__}: {exc}"
+        key = env.get(ENV_KEY)
+        _error(stderr, redact(message, key) if key else message)
+        return EXIT_FAILED
+
+
+def _ask(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    stdin: IO[str] | None,
+    stdout: IO[str],
+    stderr: IO[str],
+) -> int:
+    settings = _settings(args, env)
+    request = AskRequest(
+        prompt=read_prompt(args.prompt, stdin),
+        model=args.model or settings.model,
+        max_tokens=args.max_tokens or settings.max_tokens,
+        system=settings.system_prompt if args.system is None else args.system,
+        temperature=settings.temperature,
+    )
+    with _router(args, settings, env, stderr) as (base_url, account, networks):
+        if account is None:
+            _error(
+                stderr,
+                f"no wallet key. Set {ENV_KEY} to your wallet's private key (hex), "
+                f"or try it offline with: {PROG} ask --demo",
+            )
+            return EXIT_USAGE
+        cap, cap_setting = settings.max_per_request_usd, "max_per_request_usd"
+        if args.max_price is not None and args.max_price < cap:
+            cap, cap_setting = args.max_price, "--max-price"
+        policy = SpendingPolicy(networks=networks, max_per_request_usd=cap, cap_setting=cap_setting)
+        record = TurnRecord(model=request.model)
+        progress = Progress(stderr, enabled=_isatty(stderr))
+
+        async def turn() -> None:
+            async with RouterClient(
+                base_url, account=account, policy=policy, timeouts=_timeouts(settings)
+            ) as client:
+                await stream_answer(
+                    client,
+                    request,
+                    record,
+                    out=stdout,
+                    progress=progress,
+                    out_is_terminal=_isatty(stdout),
+                )
+
+        try:
+            asyncio.run(turn())
+        except KeyboardInterrupt:
+            _end_answer(stdout, record, progress)
+            _error(stderr, "interrupted." + payment_note(record.payment, accepted=False))
+            return EXIT_INTERRUPTED
+        except PaymentRefused as refusal:
+            _end_answer(stdout, record, progress)
+            _error(stderr, refusal.message)
+            return EXIT_REFUSED
+        except NoWallet as exc:
+            _end_answer(stdout, record, progress)
+            _error(stderr, exc.message)
+            return EXIT_USAGE
+        except RouterError as exc:
+            _end_answer(stdout, record, progress)
+            _error(stderr, exc.message)
+            return EXIT_FAILED
+        except BrokenPipeError:
+            # The reader of our stdout went away (`| head`): stop quietly, the turn is over.
+            _silence_stdout()
+            return EXIT_FAILED
+        _end_answer(stdout, record, progress)
+        print(record.summary(), file=stderr, flush=True)
+        return EXIT_OK
+
+
+def _models(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
+    settings = _settings(args, env)
+
+    async def fetch(base_url: str) -> list:
+        async with RouterClient(base_url, timeouts=_timeouts(settings)) as client:
+            return await client.list_models()
+
+    with _router(args, settings, env, sys.stderr, need_key=False) as (base_url, _account, _nets):
+        try:
+            models = asyncio.run(fetch(base_url))
+        except RouterError as exc:
+            _error(sys.stderr, exc.message)
+            return EXIT_FAILED
+    print(models_json(models) if args.json else models_table(models), file=stdout, flush=True)
+    return EXIT_OK
+
+
+@contextmanager
+def _router(
+    args: argparse.Namespace,
+    settings: Settings,
+    env: Mapping[str, str],
+    stderr: IO[str],
+    *,
+    need_key: bool = True,
+) -> Iterator[tuple[str, LocalAccount | None, tuple[Network, ...]]]:
+    """Where to send requests, with which wallet, on which networks: the demo's or the user's."""
+    if args.demo:
+        with demo_router(stderr=stderr) as demo:
+            yield demo.base_url, demo.account, (demo.network,)
+        return
+    account = load_account(env) if need_key else None
+    yield settings.base_url, account, settings.networks
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
+    settings = load_settings(env)
+    if getattr(args, "base_url", None):
+        settings = apply_settings(settings, {"base_url": args.base_url}, source="--base-url")
+    return settings
+
+
+def _timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(
+        connect=settings.connect_timeout,
+        first_byte=settings.first_byte_timeout,
+        idle=settings.idle_timeout,
+    )
+
+
+def _add_router_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use a local router on a free port with a throwaway wallet (no real money)",
+    )
+    parser.add_argument("--base-url", metavar="URL", help="the router's URL (XROUTER_BASE_URL)")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-m", "--model", help="the model id, e.g. openai/gpt-4o-mini")
+    parser.add_argument(
+        "--max-tokens",
+        type=_max_tokens_argument,
+        metavar="N",
+        help="the answer's length limit; the router charges up front for it (default 1024)",
+    )
+
+
+def _max_tokens_argument(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 128_000:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 128000, got {value}")
+    return value
+
+
+def _usd_argument(text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount in dollars: {text!r}") from None
+    if not value.is_finite() or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be an amount above 0, got {text!r}")
+    return value
+
+
+def _end_answer(stdout: IO[str], record: TurnRecord, progress: Progress) -> None:
+    """Leave the terminal tidy: no progress line, and the answer ends with a newline."""
+    progress.clear()
+    if record.deltas and not record.ends_with_newline:
+        try:
+            stdout.write("\n")
+            stdout.flush()
+        except BrokenPipeError:
+            _silence_stdout()
+        record.ends_with_newline = True
+
+
+def _error(stderr: IO[str], message: str) -> None:
+    print(f"{PROG}: {message}", file=stderr, flush=True)
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; with the pipe gone that would print a traceback.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,1 @@
+"""The one-shot commands behind `xrouter-tui ask`, `models` and `demo-server`."""

@@ -1,0 +1,171 @@
+"""`xrouter-tui ask`: one paid question, the answer streamed to stdout as it arrives.
+
+stdout carries the answer only, so it pipes cleanly; stderr carries a progress line (on a
+terminal) and one summary line at the end: model, tokens, amount paid, transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+from xrouter_tui.api import Delta, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.payments import Receipt, SignedPayment, format_usd
+
+__all__ = ["AskRequest", "Progress", "TurnRecord", "build_messages", "read_prompt", "stream_answer"]
+
+# The progress line is redrawn at most this often: a terminal write per delta would cost more
+# than the answer itself on a fast stream.
+_PROGRESS_INTERVAL = 0.1
+
+
+class PromptError(ValueError):
+    """No usable prompt was given."""
+
+
+@dataclass(frozen=True, slots=True)
+class AskRequest:
+    """What to ask and of which model."""
+
+    prompt: str
+    model: str
+    max_tokens: int
+    system: str = ""
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """What happened in a turn so far: enough to summarise it, or to say what an error cost."""
+
+    model: str
+    payment: SignedPayment | None = None
+    receipt: Receipt | None = None
+    deltas: int = 0
+    usage: Usage | None = None
+    ends_with_newline: bool = True
+    started: float = field(default_factory=time.monotonic)
+
+    def summary(self) -> str:
+        """One line: model, tokens, what was paid and where, the transaction."""
+        if self.usage is not None:
+            tokens = f"{self.usage.prompt_tokens} in / {self.usage.completion_tokens} out tokens"
+        else:
+            tokens = f"~{self.deltas} out tokens"
+        parts = [self.model, tokens]
+        if self.payment is None:
+            parts.append("not charged")
+        else:
+            parts.append(
+                f"paid {format_usd(self.payment.amount_usd)} on {self.payment.network.label}"
+            )
+            if self.receipt is None:
+                parts.append("no receipt")
+            elif self.receipt.success and self.receipt.transaction:
+                parts.append(f"tx {self.receipt.transaction}")
+            elif not self.receipt.success:
+                parts.append(f"receipt says failed ({self.receipt.error_reason or 'no reason'})")
+        return " · ".join(parts)
+
+
+class Progress:
+    """A one-line status on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, stream: IO[str], *, enabled: bool) -> None:
+        self._stream = stream
+        self.enabled = enabled
+        self._visible = False
+        self._last = 0.0
+
+    def show(self, text: str, *, throttle: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if throttle and now - self._last < _PROGRESS_INTERVAL:
+            return
+        self._last = now
+        self._stream.write("\r\x1b[2K" + text)
+        self._stream.flush()
+        self._visible = True
+
+    def clear(self) -> None:
+        if self._visible:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+            self._visible = False
+
+
+def read_prompt(words: Sequence[str], stdin: IO[str] | None) -> str:
+    """The prompt from the arguments, else stdin; piped stdin is appended to a given prompt."""
+    given = " ".join(words).strip()
+    piped = stdin is not None and not stdin.isatty()
+    if not given or given == "-":
+        if not piped:
+            raise PromptError("no prompt: give it as arguments, or pipe it on stdin")
+        text = stdin.read()  # type: ignore[union-attr]
+    else:
+        extra = stdin.read() if piped else ""  # type: ignore[union-attr]
+        text = f"{given}\n\n{extra}" if extra.strip() else given
+    if not text.strip():
+        raise PromptError("the prompt is empty")
+    return text
+
+
+def build_messages(request: AskRequest) -> list[dict[str, str]]:
+    """The conversation of a one-shot question: an optional system prompt, then the question."""
+    messages = [{"role": "system", "content": request.system}] if request.system.strip() else []
+    messages.append({"role": "user", "content": request.prompt})
+    return messages
+
+
+async def stream_answer(
+    client: RouterClient,
+    request: AskRequest,
+    record: TurnRecord,
+    *,
+    out: IO[str],
+    progress: Progress,
+    out_is_terminal: bool,
+) -> None:
+    """Pay, then write each delta to `out` as it comes; `record` keeps what happened."""
+
+    def signed(payment: SignedPayment) -> None:
+        record.payment = payment
+        progress.show(f"paying {format_usd(payment.amount_usd)} on {payment.network.label}…")
+
+    progress.show(f"asking {request.model}…")
+    events = client.stream_chat(
+        build_messages(request),
+        model=request.model,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        on_signed=signed,
+    )
+    first_text_at: float | None = None
+    async for event in events:
+        if type(event) is Delta:
+            if first_text_at is None:
+                first_text_at = time.monotonic()
+                if out_is_terminal:
+                    # The answer and the progress line would share one terminal: the answer wins.
+                    progress.clear()
+                    progress.enabled = False
+            out.write(event.text)
+            out.flush()
+            record.deltas += 1
+            record.ends_with_newline = event.text.endswith("\n")
+            if progress.enabled:
+                rate = record.deltas / max(time.monotonic() - first_text_at, 1e-3)
+                progress.show(
+                    f"streaming · {record.deltas} tokens · {rate:.0f} tok/s", throttle=True
+                )
+        elif isinstance(event, Paid):
+            record.receipt = event.receipt
+            progress.show("paid; waiting for the answer…")
+        elif isinstance(event, Reasoning):
+            progress.show("thinking…", throttle=True)
+        elif isinstance(event, Usage):
+            record.usage = event
+    progress.clear()

@@ -1,0 +1,44 @@
+"""Demo mode: the local router on a free loopback port, a throwaway wallet, a test network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import IO
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from xrouter_tui.devserver import DevServerConfig, start_dev_server
+from xrouter_tui.payments import BASE_SEPOLIA, Network, short_address
+
+__all__ = ["Demo", "demo_router"]
+
+# Slow enough to watch the answer stream in, fast enough not to bore.
+DEMO_DELTA_DELAY = 0.012
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    """A running demo: where the router is, the throwaway wallet, and the network it pays on."""
+
+    base_url: str
+    account: LocalAccount
+    network: Network
+
+
+@contextmanager
+def demo_router(*, stderr: IO[str] | None = None) -> Iterator[Demo]:
+    """Run the local router for as long as the block lasts, and say on `stderr` it is a demo."""
+    config = DevServerConfig(network=BASE_SEPOLIA.v1_name, delta_delay=DEMO_DELTA_DELAY)
+    account = Account.create()
+    with start_dev_server(config) as server:
+        if stderr is not None:
+            print(
+                f"Demo: local router at {server.url}, throwaway wallet "
+                f"{short_address(account.address)}, {BASE_SEPOLIA.label}; no real money moves.",
+                file=stderr,
+                flush=True,
+            )
+        yield Demo(server.url, account, BASE_SEPOLIA)

@@ -1,0 +1,175 @@
+"""Settings: defaults, overridden by `config.toml` in the config dir, the environment, then flags.
+
+Every problem in the file is one `ConfigError` line naming the file, the key and what it expects.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from xrouter_tui.payments import NETWORKS, Network, find_network
+
+__all__ = [
+    "APP_NAME",
+    "DEFAULT_BASE_URL",
+    "ConfigError",
+    "Settings",
+    "config_dir",
+    "data_dir",
+    "ensure_private_dir",
+    "load_settings",
+]
+
+APP_NAME = "xrouter-tui"
+DEFAULT_BASE_URL = "https://api.x-router.ai"
+CONFIG_FILE = "config.toml"
+
+
+class ConfigError(ValueError):
+    """A setting is missing its mark: the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the user can set. Field names are the keys of config.toml (a contract)."""
+
+    base_url: str = DEFAULT_BASE_URL
+    model: str = "anthropic/claude-3.5-sonnet"
+    # The router charges up front for max_tokens of output: a small default keeps the price low.
+    max_tokens: int = 1024
+    temperature: float | None = None
+    system_prompt: str = ""
+    theme: str = "textual-dark"
+    max_per_request_usd: Decimal = Decimal("0.50")
+    confirm_above_usd: Decimal = Decimal("0.10")
+    session_budget_usd: Decimal | None = None
+    daily_budget_usd: Decimal | None = None
+    allowed_networks: tuple[str, ...] = ("base",)
+    connect_timeout: float = 10.0
+    first_byte_timeout: float = 120.0
+    idle_timeout: float = 60.0
+
+    @property
+    def networks(self) -> tuple[Network, ...]:
+        """The allowed networks as `Network`s (names were checked when the settings were read)."""
+        return tuple(net for name in self.allowed_networks if (net := find_network(name)))
+
+
+def config_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where config.toml lives: `XROUTER_CONFIG_DIR`, else the platform's user config dir."""
+    override = env.get("XROUTER_CONFIG_DIR")
+    return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where history and caches live: `XROUTER_DATA_DIR`, else the platform's user data dir."""
+    override = env.get("XROUTER_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` readable by its owner only (wallet history is nobody else's business)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
+    """Defaults, then config.toml if present, then `XROUTER_BASE_URL`."""
+    path = config_dir(env) / CONFIG_FILE
+    settings = Settings()
+    if path.is_file():
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        settings = apply_settings(settings, document, source=str(path))
+    base_url = env.get("XROUTER_BASE_URL")
+    if base_url:
+        settings = apply_settings(settings, {"base_url": base_url}, source="XROUTER_BASE_URL")
+    return settings
+
+
+def apply_settings(settings: Settings, values: Mapping[str, Any], *, source: str) -> Settings:
+    """`settings` with `values` checked and applied; `source` names where they came from."""
+    known = {field.name for field in fields(Settings)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown setting {key!r} (known: {', '.join(sorted(known))})"
+            )
+        changes[key] = _check(key, value, source)
+    return replace(settings, **changes)
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(f"{source}: {key} must be {expected}, got {value!r}")
+
+    if key == "base_url":
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise fail("an http:// or https:// URL")
+        return value.rstrip("/")
+    if key in ("model", "theme"):
+        if not isinstance(value, str) or not value.strip():
+            raise fail("a non-empty string")
+        return value.strip()
+    if key == "system_prompt":
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if key == "max_tokens":
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128_000:
+            raise fail("a whole number from 1 to 128000")
+        return value
+    if key == "temperature":
+        if not _is_number(value) or not 0 <= value <= 2:
+            raise fail("a number from 0 to 2")
+        return float(value)
+    if key.endswith("_timeout"):
+        if not _is_number(value) or value <= 0:
+            raise fail("a number of seconds above 0")
+        return float(value)
+    if key.endswith("_usd"):
+        amount = _usd(value)
+        optional = key in ("session_budget_usd", "daily_budget_usd")
+        if amount is None or amount < 0 or (amount == 0 and not optional):
+            raise fail("an amount in dollars above 0, like 0.25")
+        return amount if amount > 0 else None  # a budget of 0 means none, as when absent
+    if key == "allowed_networks":
+        names = [value] if isinstance(value, str) else value
+        known = ", ".join(f'"{net.v1_name}"' for net in NETWORKS)
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise fail(f"a list of network names ({known})")
+        unknown = [name for name in names if find_network(name) is None]
+        if unknown:
+            raise fail(f"a list of known network names ({known})")
+        return tuple(find_network(name).v1_name for name in names)  # type: ignore[union-attr]
+    raise fail("something else")  # pragma: no cover - every field is handled above
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _usd(value: Any) -> Decimal | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | str):
+        try:
+            amount = Decimal(str(value).strip().lstrip("$"))
+        except InvalidOperation:
+            return None
+        return amount if amount.is_finite() else None
+    return None
