@@ -147,7 +147,9 @@ def test_a_price_over_the_cap_is_refused_naming_amount_cap_and_setting():
 
 def test_a_price_over_the_remaining_budget_is_refused():
     challenge = parse_challenge({}, v1_body(v1_requirement(amount="50000")))
-    budget = Budget(limit_usd=Decimal("1.00"), spent_usd=Decimal("0.98"), setting="daily_budget_usd")
+    budget = Budget(
+        limit_usd=Decimal("1.00"), spent_usd=Decimal("0.98"), setting="daily_budget_usd"
+    )
     with pytest.raises(PaymentRefused) as caught:
         SpendingPolicy().choose(challenge, [budget])
     assert caught.value.code == "over_budget"

@@ -50,7 +50,7 @@ def test_the_file_and_the_environment_override_defaults(isolated_environment, mo
         ('max_tokens = "abc"', "max_tokens must be a whole number"),
         ("temperature = 3", "temperature must be a number from 0 to 2"),
         ("max_per_request_usd = -1", "max_per_request_usd must be an amount in dollars"),
-        ('allowed_networks = ["ethereum"]', 'allowed_networks must be a list of known network'),
+        ('allowed_networks = ["ethereum"]', "allowed_networks must be a list of known network"),
         ('base_url = "ftp://x"', "base_url must be an http:// or https:// URL"),
         ("idle_timeout = 0", "idle_timeout must be a number of seconds above 0"),
         ("colour = 1", "unknown setting 'colour'"),

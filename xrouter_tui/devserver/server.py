@@ -1,0 +1,197 @@
+"""Running the dev server: in a background thread (demo mode, tests) or in the foreground (CLI)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+import threading
+import time
+from types import TracebackType
+
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from xrouter_tui.devserver.app import DevServerConfig, DevServerState, create_app
+
+__all__ = ["DEFAULT_PORT", "RunningDevServer", "is_loopback", "serve", "start_dev_server"]
+
+DEFAULT_PORT = 8402
+_STARTUP_SECONDS = 10.0
+# Short, so stopping never waits long on a stream held open by a stall fault.
+_GRACEFUL_SECONDS = 1
+
+
+class RunningDevServer:
+    """A dev server serving from a daemon thread; stop it with `stop()` or a `with` block."""
+
+    def __init__(
+        self,
+        server: uvicorn.Server,
+        thread: threading.Thread,
+        url: str,
+        config: DevServerConfig,
+        state: DevServerState,
+    ) -> None:
+        self._server = server
+        self._thread = thread
+        self.url = url
+        self.config = config
+        self.state = state
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def reset(self, config: DevServerConfig | None = None) -> None:
+        """Put the settings back (to `config`, else the defaults) and clear the state."""
+        self.config.copy_from(config or DevServerConfig())
+        self.state.reset()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Shut down, giving open requests a moment; then force it. Safe to call twice."""
+        if not self._thread.is_alive():
+            return
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(timeout)
+
+    def __enter__(self) -> RunningDevServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"RunningDevServer({self.url!r}, running={self.running})"
+
+
+def start_dev_server(
+    config: DevServerConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> RunningDevServer:
+    """Start serving in a background thread and return once it accepts connections.
+
+    Port 0 picks a free port; `.url` has the real one. Logging goes to the host program's
+    handlers (uvicorn installs none), so a full-screen UI is not written over.
+    """
+    config = config or DevServerConfig()
+    _warn_if_exposed(host)
+    state = DevServerState()
+    sock = _bind(host, port)
+    server = uvicorn.Server(_uvicorn_config(config, state, host, sock, log_config=None))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="xrouter-devserver", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError("the X-Router dev server did not start")
+        time.sleep(0.005)
+    return RunningDevServer(server, thread, _url(sock), config, state)
+
+
+def serve(
+    config: DevServerConfig | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT
+) -> None:
+    """Serve in the foreground until Ctrl+C, after printing one line saying where and how."""
+    config = config or DevServerConfig()
+    _warn_if_exposed(host)
+    sock = _bind(host, port)
+    server = uvicorn.Server(
+        _uvicorn_config(config, DevServerState(), host, sock, log_config=LOGGING_CONFIG)
+    )
+    print(describe(config, _url(sock)), flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the Ctrl+C it handled gracefully; the shutdown is already done.
+        pass
+    finally:
+        sock.close()
+
+
+def describe(config: DevServerConfig, url: str) -> str:
+    """One line: where the server listens, the protocol version, the network and the faults."""
+    faults = ", ".join(sorted(config.faults)) or "none"
+    network = config.resolved_network.label
+    return (
+        f"X-Router dev server on {url} — x402 v{config.x402_version}, {network}, faults: {faults}"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only accepts connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _warn_if_exposed(host: str) -> None:
+    if not is_loopback(host):
+        print(
+            f"Warning: the dev server listens on {host}, reachable from other machines. It "
+            "accepts payments that are never settled and is meant for local testing only.",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        # A restarted server can take its port back while old connections sit in TIME_WAIT.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        # Listening before uvicorn starts queues early clients instead of refusing them.
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    bound_host, port = sock.getsockname()[:2]
+    address = ipaddress.ip_address(bound_host)
+    if address.is_unspecified:
+        # 0.0.0.0 is where the server listens, not an address a client can connect to.
+        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+    text = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{text}:{port}"
+
+
+def _uvicorn_config(
+    config: DevServerConfig,
+    state: DevServerState,
+    host: str,
+    sock: socket.socket,
+    *,
+    log_config: dict | None,
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        create_app(config, state),
+        host=host,
+        port=sock.getsockname()[1],
+        log_level="warning",
+        log_config=log_config,
+        access_log=False,
+        lifespan="off",
+        ws="none",
+        timeout_graceful_shutdown=_GRACEFUL_SECONDS,
+    )
