@@ -179,7 +179,7 @@ def _ask(
             asyncio.run(turn())
         except KeyboardInterrupt:
             _end_answer(stdout, record, progress)
-            _error(stderr, "interrupted." + payment_note(record.payment, accepted=False))
+            _error(stderr, "interrupted." + payment_note(record.payment, accepted=record.accepted))
             return EXIT_INTERRUPTED
         except PaymentRefused as refusal:
             _end_answer(stdout, record, progress)

@@ -42,6 +42,8 @@ class TurnRecord:
 
     model: str
     payment: SignedPayment | None = None
+    # True once the router answered the paid request with success: the payment was taken.
+    accepted: bool = False
     receipt: Receipt | None = None
     deltas: int = 0
     usage: Usage | None = None
@@ -162,6 +164,7 @@ async def stream_answer(
                     f"streaming · {record.deltas} tokens · {rate:.0f} tok/s", throttle=True
                 )
         elif isinstance(event, Paid):
+            record.accepted = True
             record.receipt = event.receipt
             progress.show("paid; waiting for the answer…")
         elif isinstance(event, Reasoning):

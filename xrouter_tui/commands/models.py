@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from xrouter_tui.api import ModelInfo
+from xrouter_tui.payments import format_usd
 
 __all__ = ["models_json", "models_table"]
 
@@ -56,9 +57,7 @@ def _number(value: Decimal | None) -> float | None:
 
 
 def _price(value: Decimal | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.2f}" if value >= 1 or value == 0 else f"{value:.3f}".rstrip("0")
+    return format_usd(value).removeprefix("$") if value is not None else "—"
 
 
 def _context(tokens: int | None) -> str:

@@ -32,8 +32,8 @@ __all__ = [
 VALID_AFTER_SLACK_SECONDS = 600
 # Never leave an authorization open for long, whatever the router asks: it can settle until then.
 MAX_VALIDITY_SECONDS = 900
-# Facilitators want validBefore at least six seconds ahead; keep some margin for the round trip.
-MIN_VALIDITY_SECONDS = 30
+# Facilitators want validBefore at least six seconds ahead; keep a little margin for the trip.
+MIN_VALIDITY_SECONDS = 10
 
 TRANSFER_WITH_AUTHORIZATION_TYPES: dict[str, list[dict[str, str]]] = {
     "TransferWithAuthorization": [
