@@ -184,6 +184,15 @@ async def test_a_non_streamed_completion_reads_the_same_reply(router, account):
     assert router.state.paid_requests == 2
 
 
+async def test_a_completion_with_a_top_level_content_field_is_read(router, account):
+    streamed = text_of(await turn(router, account))
+    router.config.faults = {"top-level-content"}
+    async with make_client(router, account) as client:
+        completion = await client.complete(QUESTION, model=MODEL, max_tokens=256)
+    assert completion.text == streamed
+    assert completion.usage is None
+
+
 async def test_a_reply_cut_at_max_tokens_says_length(router, account):
     events = await turn(router, account, max_tokens=10)
     assert events[-1].finish_reason == "length"
@@ -388,6 +397,13 @@ async def test_a_connection_that_is_never_accepted_times_out_on_connect():
 # -- cancellation ---------------------------------------------------------------------------
 
 
+async def disconnect_seen(router, seconds: float = 2.0) -> None:
+    """Give the router a moment to notice that the client went away."""
+    deadline = time.monotonic() + seconds
+    while not router.state.disconnects and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+
+
 async def test_closing_the_stream_mid_answer_closes_the_connection(router, account):
     router.config.reply_deltas = 400
     router.config.delta_delay = 0.01
@@ -400,10 +416,7 @@ async def test_closing_the_stream_mid_answer_closes_the_connection(router, accou
                 if seen == 3:
                     break
         await events.aclose()
-    for _ in range(100):
-        if router.state.disconnects:
-            break
-        await asyncio.sleep(0.02)
+    await disconnect_seen(router)
     assert router.state.disconnects == 1
     assert router.state.completed_streams == 0
     assert router.state.paid_requests == 1
@@ -425,10 +438,7 @@ async def test_cancelling_the_task_mid_answer_closes_the_connection(router, acco
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):
-        if router.state.disconnects:
-            break
-        await asyncio.sleep(0.02)
+    await disconnect_seen(router)
     assert router.state.disconnects == 1
     assert router.state.paid_requests == 1
 

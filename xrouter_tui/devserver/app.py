@@ -65,6 +65,7 @@ FAULTS: dict[str, str] = {
     "bad-challenge-amount": "the 402 asks for a fractional amount (12.5)",
     "bad-challenge-header": "the PAYMENT-REQUIRED header is not base64 JSON",
     "ignore-stream": "a paid streaming request gets a plain JSON completion",
+    "top-level-content": "a plain JSON completion puts its text in a top-level content field",
 }
 
 # Made up: payments to the dev server are verified but never settled, so nothing reaches it.
@@ -367,7 +368,9 @@ class _Handlers:
         if chat.stream and "ignore-stream" not in faults:
             chunks = _frame(_stream_events(answer, config, faults), faults)
             return _EventStream(chunks, headers, state)
-        return JSONResponse(answer.completion(), headers=headers)
+        return JSONResponse(
+            answer.completion(top_level="top-level-content" in faults), headers=headers
+        )
 
 
 def _pricing(model: Model) -> dict[str, float]:
@@ -602,7 +605,10 @@ class _Answer:
             "total_tokens": self.prompt_tokens + completion,
         }
 
-    def completion(self) -> dict[str, Any]:
+    def completion(self, *, top_level: bool = False) -> dict[str, Any]:
+        if top_level:
+            # The shape some of X-Router's documentation examples read.
+            return {"id": self.id, "model": self.model, "content": "".join(self.content)}
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
         if self.reasoning:
             message["reasoning"] = "".join(self.reasoning)

@@ -54,6 +54,8 @@ _NONCE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 _SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
 _UINT = re.compile(r"^[0-9]{1,78}$")
 
+# Written out here rather than imported from the client's signing code on purpose: the server
+# must catch a mistake in the client's typed data, not share it.
 _DOMAIN_TYPE = [
     {"name": "name", "type": "string"},
     {"name": "version", "type": "string"},
