@@ -447,10 +447,9 @@ def _chat_body(
         body["max_tokens"] = max_tokens
     if temperature is not None:
         body["temperature"] = temperature
+    # Only the fields X-Router documents: it validates the body before quoting a price, and an
+    # unknown field (such as OpenAI's stream_options) could cost every request a 400.
     body["stream"] = stream
-    if stream:
-        # OpenAI-compatible servers send the usage chunk only when asked; X-Router ignores it.
-        body["stream_options"] = {"include_usage": True}
     return body
 
 

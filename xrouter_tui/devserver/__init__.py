@@ -7,13 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from xrouter_tui.devserver.app import (
-    FAULTS,
-    AcceptedPayment,
-    DevServerConfig,
-    DevServerState,
-    create_app,
-)
+from xrouter_tui.devserver.app import create_app
 from xrouter_tui.devserver.server import (
     DEFAULT_PORT,
     RunningDevServer,
@@ -22,6 +16,7 @@ from xrouter_tui.devserver.server import (
     serve,
     start_dev_server,
 )
+from xrouter_tui.devserver.state import FAULTS, AcceptedPayment, DevServerConfig, DevServerState
 from xrouter_tui.payments.networks import find_network
 
 __all__ = [

@@ -5,73 +5,31 @@ The configuration is read on every request, so a test can switch faults while th
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
-import re
-import secrets
-import threading
-import time
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
-from xrouter_tui.devserver.catalog import (
-    DEFAULT_MODEL,
-    MODELS,
-    Model,
-    PriceEstimate,
-    find_model,
-    price_request,
+from xrouter_tui.devserver import x402
+from xrouter_tui.devserver.catalog import DEFAULT_MODEL, MODELS, Model, find_model, price_request
+from xrouter_tui.devserver.reply import make_reply
+from xrouter_tui.devserver.state import AcceptedPayment, DevServerConfig, DevServerState
+from xrouter_tui.devserver.stream import (
+    Answer,
+    DroppedConnection,
+    EventStream,
+    frame,
+    stream_events,
 )
-from xrouter_tui.devserver.reply import Reply, make_reply
-from xrouter_tui.devserver.verify import NONCE_ALREADY_USED, Offer, PaymentCheck, verify_payment
-from xrouter_tui.payments.networks import Network, atomic_to_usd, find_network
+from xrouter_tui.devserver.verify import NONCE_ALREADY_USED, PaymentCheck, verify_payment
+from xrouter_tui.payments.networks import atomic_to_usd
 
-__all__ = [
-    "DEFAULT_PAY_TO",
-    "FAULTS",
-    "AcceptedPayment",
-    "DevServerConfig",
-    "DevServerState",
-    "create_app",
-]
-
-FAULTS: dict[str, str] = {
-    "comments": "a ': keep-alive' comment line before every stream event",
-    "crlf": "CRLF line ends throughout the stream",
-    "split": "the stream written in 1-5 byte pieces that cut lines and UTF-8 characters",
-    "bad-json": "one unparseable data line mid-stream, then the stream goes on",
-    "midstream-error": 'an {"error": ...} data line mid-stream, then the stream ends',
-    "truncate": "the stream ends cleanly mid-reply: no finish_reason, no [DONE]",
-    "disconnect": "the connection is dropped mid-stream",
-    "stall-first-byte": "a paid request waits stall_seconds before any response header",
-    "stall-mid-stream": "the stream pauses for stall_seconds mid-reply",
-    "no-receipt": "no payment receipt header on the paid response",
-    "reject-payment": "a valid payment is refused with 402 and reject_reason",
-    "http-error-json": "the unpaid request gets error_status with a JSON error",
-    "http-error-text": "the unpaid request gets error_status with a plain-text error",
-    "paid-http-error": "the paid request gets 500 after the payment was accepted",
-    "rate-limit": "the unpaid request gets 429 with Retry-After: 7",
-    "bad-challenge-json": "the 402 body is plain text, not JSON",
-    "bad-challenge-no-accepts": "the 402 lists no payment requirements",
-    "bad-challenge-amount": "the 402 asks for a fractional amount (12.5)",
-    "bad-challenge-header": "the PAYMENT-REQUIRED header is not base64 JSON",
-    "ignore-stream": "a paid streaming request gets a plain JSON completion",
-    "top-level-content": "a plain JSON completion puts its text in a top-level content field",
-}
-
-# Made up: payments to the dev server are verified but never settled, so nothing reaches it.
-DEFAULT_PAY_TO = "0x402D3F5E7A1B9c8D6e4F20314253647586970a1B"
-DEFAULT_REJECT_REASON = "invalid_exact_evm_insufficient_balance"
-MODELS_SHAPES = ("xrouter", "openai")
+__all__ = ["create_app"]
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
@@ -79,143 +37,6 @@ MAX_OUTPUT_TOKENS = 128_000
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_TEMPERATURE = 0.7
 ROLES = ("system", "user", "assistant")
-
-# Piece sizes for the `split` fault; uneven so that boundaries land everywhere in lines and
-# multi-byte characters over a stream.
-_SPLIT_PATTERN = (1, 4, 2, 5, 3, 1, 2)
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
-@dataclass
-class DevServerConfig:
-    """How the dev server behaves; fields may be changed while it runs."""
-
-    x402_version: int = 1
-    network: str = "base-sepolia"
-    pay_to: str = DEFAULT_PAY_TO
-    max_timeout_seconds: int = 120
-    reply_deltas: int | None = None
-    delta_delay: float = 0.0
-    faults: set[str] = field(default_factory=set)
-    fault_after: int = 5
-    stall_seconds: float = 30.0
-    reject_reason: str = DEFAULT_REJECT_REASON
-    error_status: int = 503
-    models_shape: str = "xrouter"
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Checked on every assignment, not only in __init__: tests reconfigure a running server.
-        object.__setattr__(self, name, _checked(name, value))
-
-    @property
-    def resolved_network(self) -> Network:
-        network = find_network(self.network)
-        assert network is not None  # guaranteed by _checked
-        return network
-
-    def copy_from(self, other: DevServerConfig) -> None:
-        """Take every setting of `other`, keeping this object (which a running app holds)."""
-        for item in fields(self):
-            value = getattr(other, item.name)
-            setattr(self, item.name, set(value) if isinstance(value, set) else value)
-
-
-def _checked(name: str, value: Any) -> Any:
-    if name == "faults":
-        names = {value} if isinstance(value, str) else set(value)
-        unknown = sorted(names - FAULTS.keys())
-        if unknown:
-            raise ValueError(
-                f"unknown fault {', '.join(unknown)}; known faults: {', '.join(FAULTS)}"
-            )
-        return names
-    if name == "x402_version" and value not in (1, 2):
-        raise ValueError(f"x402_version must be 1 or 2, not {value!r}")
-    if name == "network" and (not isinstance(value, str) or find_network(value) is None):
-        raise ValueError(f"unknown network {value!r}; use base, base-sepolia or their CAIP-2 ids")
-    if name == "pay_to" and (not isinstance(value, str) or not _ADDRESS.match(value)):
-        raise ValueError(f"pay_to must be an 0x address, not {value!r}")
-    if name == "models_shape" and value not in MODELS_SHAPES:
-        raise ValueError(f"models_shape must be one of {', '.join(MODELS_SHAPES)}")
-    if name == "reply_deltas" and value is not None and value < 0:
-        raise ValueError("reply_deltas must be zero or more")
-    if name in ("delta_delay", "stall_seconds", "fault_after") and value < 0:
-        raise ValueError(f"{name} must be zero or more")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class AcceptedPayment:
-    """A payment the dev server verified (and pretends to have settled)."""
-
-    payer: str
-    amount: int
-    nonce: str
-    network: str
-    transaction: str
-    model: str
-
-
-@dataclass
-class DevServerState:
-    """What happened, for tests to inspect. Written on the server's loop, read from any thread.
-
-    `completed_streams` counts streams sent to their end (a fault may have shortened them);
-    `disconnects` those whose client went away first; `dropped_streams` the `disconnect` fault.
-    """
-
-    unpaid_requests: int = 0
-    paid_requests: int = 0
-    invalid_requests: int = 0
-    payments: list[AcceptedPayment] = field(default_factory=list)
-    rejections: list[str] = field(default_factory=list)
-    completed_streams: int = 0
-    disconnects: int = 0
-    dropped_streams: int = 0
-    used_nonces: set[tuple[str, str]] = field(default_factory=set)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, counter: str) -> None:
-        """Add one to the named counter."""
-        with self._lock:
-            setattr(self, counter, getattr(self, counter) + 1)
-
-    def nonce_used(self, payer: str, nonce: str) -> bool:
-        with self._lock:
-            return (payer.lower(), nonce.lower()) in self.used_nonces
-
-    def claim_nonce(self, payer: str, nonce: str) -> bool:
-        """Mark (payer, nonce) used; False when it already was, as a replay."""
-        key = (payer.lower(), nonce.lower())
-        with self._lock:
-            if key in self.used_nonces:
-                return False
-            self.used_nonces.add(key)
-            return True
-
-    def record_payment(self, payment: AcceptedPayment) -> None:
-        with self._lock:
-            self.payments.append(payment)
-
-    def record_rejection(self, code: str) -> None:
-        with self._lock:
-            self.rejections.append(code)
-
-    @property
-    def total_paid(self) -> int:
-        """All accepted payments, in atomic units."""
-        with self._lock:
-            return sum(payment.amount for payment in self.payments)
-
-    def reset(self) -> None:
-        """Forget everything, keeping this object (which a running app holds)."""
-        with self._lock:
-            for item in fields(self):
-                if item.name != "_lock":
-                    value = (
-                        item.default_factory() if callable(item.default_factory) else item.default
-                    )
-                    setattr(self, item.name, value)
 
 
 class _BadRequest(Exception):
@@ -225,12 +46,8 @@ class _BadRequest(Exception):
         self.code = code
 
 
-class _DroppedConnection(Exception):
-    """Raised inside a stream so that uvicorn aborts the connection mid-body."""
-
-
 @dataclass(frozen=True, slots=True)
-class _ChatRequest:
+class ChatRequest:
     messages: list[dict[str, Any]]
     model: Model
     max_tokens: int
@@ -329,11 +146,11 @@ class _Handlers:
             return _bad_request(exc)
         price = price_request(chat.model, chat.messages, chat.max_tokens)
         resource = str(request.url.replace(query=""))
-        offer = _offer(config, price, resource)
-        header = _payment_header(request, config.x402_version)
+        offer = x402.offer(config, price, resource)
+        header = x402.payment_header(request, config.x402_version)
         if header is None:
             state.count("unpaid_requests")
-            return _unpaid_response(config, faults, offer, resource, _description(price))
+            return x402.unpaid_response(config, faults, offer, resource, x402.description(price))
 
         state.count("paid_requests")
         if "stall-first-byte" in faults:
@@ -346,7 +163,7 @@ class _Handlers:
             check = PaymentCheck(NONCE_ALREADY_USED)
         if not check.ok:
             state.record_rejection(check.error or "")
-            return _challenge(offer, resource, _description(price), error=check.error)
+            return x402.challenge(offer, resource, x402.description(price), error=check.error)
 
         assert check.payer is not None and check.nonce is not None and check.amount is not None
         network = offer.requirement["network"]
@@ -355,19 +172,21 @@ class _Handlers:
             amount=check.amount,
             nonce=check.nonce,
             network=network,
-            transaction=_transaction_hash(check.nonce),
+            transaction=x402.transaction_hash(check.nonce),
             model=chat.model.id,
         )
         state.record_payment(payment)
         if "paid-http-error" in faults:
             return JSONResponse({"error": "Internal error while generating the reply"}, 500)
 
-        headers = {} if "no-receipt" in faults else _receipt_header(config.x402_version, payment)
+        headers = (
+            {} if "no-receipt" in faults else x402.receipt_header(config.x402_version, payment)
+        )
         reply = make_reply(chat.prompt, chat.model.id, config.reply_deltas)
-        answer = _Answer.build(chat, reply, price)
+        answer = Answer.build(chat, reply, price)
         if chat.stream and "ignore-stream" not in faults:
-            chunks = _frame(_stream_events(answer, config, faults), faults)
-            return _EventStream(chunks, headers, state)
+            chunks = frame(stream_events(answer, config, faults), faults)
+            return EventStream(chunks, headers, state)
         return JSONResponse(
             answer.completion(top_level="top-level-content" in faults), headers=headers
         )
@@ -389,7 +208,7 @@ def _bad_request(exc: _BadRequest) -> Response:
     return JSONResponse({"error": {"message": exc.message, "code": exc.code}}, 400)
 
 
-def _parse_chat(raw: bytes) -> _ChatRequest:
+def _parse_chat(raw: bytes) -> ChatRequest:
     try:
         body = json.loads(raw)
     except ValueError:
@@ -426,7 +245,7 @@ def _parse_chat(raw: bytes) -> _ChatRequest:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise _BadRequest("stream must be true or false")
-    return _ChatRequest(messages, model, max_tokens, float(temperature), stream)
+    return ChatRequest(messages, model, max_tokens, float(temperature), stream)
 
 
 def _is_int(value: Any) -> bool:
@@ -437,361 +256,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _description(price: PriceEstimate) -> str:
-    return f"Chat completion with {price.model.id}, up to {price.output_tokens} output tokens"
-
-
-def _offer(config: DevServerConfig, price: PriceEstimate, resource: str) -> Offer:
-    network = config.resolved_network
-    asset = network.usdc
-    extra = {"name": asset.eip712_name, "version": asset.eip712_version}
-    if config.x402_version == 1:
-        requirement: dict[str, Any] = {
-            "scheme": "exact",
-            "network": network.v1_name,
-            "maxAmountRequired": str(price.atomic),
-            "resource": resource,
-            "description": _description(price),
-            "mimeType": "application/json",
-            "payTo": config.pay_to,
-            "maxTimeoutSeconds": config.max_timeout_seconds,
-            "asset": asset.address,
-            "outputSchema": None,
-            "extra": extra,
-        }
-    else:
-        requirement = {
-            "scheme": "exact",
-            "network": network.caip2,
-            "amount": str(price.atomic),
-            "asset": asset.address,
-            "payTo": config.pay_to,
-            "maxTimeoutSeconds": config.max_timeout_seconds,
-            "extra": extra,
-        }
-    return Offer(config.x402_version, network, requirement)
-
-
-def _payment_header(request: Request, version: int) -> str | None:
-    # Both names are read: a payment in the other version's header is then refused by its
-    # x402Version, which says more than a fresh challenge would.
-    names = (
-        ("x-payment", "payment-signature") if version == 1 else ("payment-signature", "x-payment")
-    )
-    for name in names:
-        value = request.headers.get(name)
-        if value:
-            return value
-    return None
-
-
-def _b64json(document: Mapping[str, Any]) -> str:
-    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode("ascii")
-
-
-def _challenge(
-    offer: Offer, resource: str, description: str, *, error: str | None = None
-) -> Response:
-    if offer.x402_version == 1:
-        return JSONResponse(
-            {
-                "x402Version": 1,
-                "error": error or "X-PAYMENT header is required",
-                "accepts": [dict(offer.requirement)],
-            },
-            402,
-        )
-    document = {
-        "x402Version": 2,
-        "error": error or "Payment required",
-        "resource": {
-            "url": resource,
-            "description": description,
-            "mimeType": "application/json",
-        },
-        "accepts": [dict(offer.requirement)],
-    }
-    return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": _b64json(document)})
-
-
-def _unpaid_response(
-    config: DevServerConfig,
-    faults: frozenset[str],
-    offer: Offer,
-    resource: str,
-    description: str,
-) -> Response:
-    if "rate-limit" in faults:
-        return JSONResponse(
-            {"error": {"message": "Rate limit exceeded"}}, 429, headers={"Retry-After": "7"}
-        )
-    if "http-error-json" in faults:
-        return JSONResponse(
-            {"error": {"message": "The upstream provider is unavailable", "code": 503}},
-            config.error_status,
-        )
-    if "http-error-text" in faults:
-        return PlainTextResponse("Service temporarily unavailable", config.error_status)
-    if "bad-challenge-json" in faults:
-        return PlainTextResponse("Payment required", 402)
-    if "bad-challenge-no-accepts" in faults:
-        return JSONResponse({"x402Version": 1, "error": "no route", "accepts": []}, 402)
-    if "bad-challenge-header" in faults:
-        return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": "%%% not base64 json %%%"})
-    if "bad-challenge-amount" in faults:
-        key = "maxAmountRequired" if offer.x402_version == 1 else "amount"
-        offer = Offer(offer.x402_version, offer.network, {**offer.requirement, key: "12.5"})
-    return _challenge(offer, resource, description)
-
-
-def _transaction_hash(nonce: str) -> str:
-    # Stable per authorization, like a real settlement; nothing is on chain.
-    return "0x" + hashlib.sha256(b"xrouter-devserver:" + nonce.encode()).hexdigest()
-
-
-def _receipt_header(version: int, payment: AcceptedPayment) -> dict[str, str]:
-    if version == 1:
-        document: dict[str, Any] = {
-            "success": True,
-            "transaction": payment.transaction,
-            "transactionHash": payment.transaction,
-            "network": payment.network,
-            "payer": payment.payer,
-        }
-        return {"X-PAYMENT-RESPONSE": _b64json(document)}
-    document = {
-        "success": True,
-        "transaction": payment.transaction,
-        "network": payment.network,
-        "payer": payment.payer,
-        "amount": str(payment.amount),
-    }
-    return {"PAYMENT-RESPONSE": _b64json(document)}
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """The reply as sent: cut to max_tokens (one delta is one completion token)."""
-
-    id: str
-    created: int
-    model: str
-    reasoning: tuple[str, ...]
-    content: tuple[str, ...]
-    finish_reason: str
-    prompt_tokens: int
-
-    @classmethod
-    def build(cls, chat: _ChatRequest, reply: Reply, price: PriceEstimate) -> _Answer:
-        reasoning = reply.reasoning[: chat.max_tokens]
-        content = reply.content[: chat.max_tokens - len(reasoning)]
-        cut = len(reasoning) + len(content) < len(reply.reasoning) + len(reply.content)
-        return cls(
-            id=f"gen-{int(time.time())}-{secrets.token_hex(10)}",
-            created=int(time.time()),
-            model=chat.model.id,
-            reasoning=reasoning,
-            content=content,
-            finish_reason="length" if cut else "stop",
-            prompt_tokens=price.input_tokens,
-        )
-
-    @property
-    def usage(self) -> dict[str, int]:
-        completion = len(self.reasoning) + len(self.content)
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": self.prompt_tokens + completion,
-        }
-
-    def completion(self, *, top_level: bool = False) -> dict[str, Any]:
-        if top_level:
-            # The shape some of X-Router's documentation examples read.
-            return {"id": self.id, "model": self.model, "content": "".join(self.content)}
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
-        if self.reasoning:
-            message["reasoning"] = "".join(self.reasoning)
-        return {
-            "id": self.id,
-            "object": "chat.completion",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
-            "usage": self.usage,
-        }
-
-    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        return _data(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
-            }
-        )
-
-    def usage_chunk(self) -> str:
-        return _data(
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": self.usage,
-            }
-        )
-
-
-def _data(document: Mapping[str, Any]) -> str:
-    # Raw UTF-8, not \u escapes: clients must cope with multi-byte characters split across reads.
-    return "data: " + json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-
-
-async def _stream_events(
-    answer: _Answer, config: DevServerConfig, faults: frozenset[str]
-) -> AsyncGenerator[str, None]:
-    """The stream's events, without framing; mid-stream faults strike after `fault_after`."""
-    delay = config.delta_delay
-    role_sent = False
-    first = True
-
-    def delta(key: str, piece: str) -> dict[str, str]:
-        nonlocal role_sent
-        if role_sent:
-            return {key: piece}
-        role_sent = True
-        return {"role": "assistant", key: piece}
-
-    for piece in answer.reasoning:
-        if delay and not first:
-            await asyncio.sleep(delay)
-        first = False
-        yield answer.chunk(delta("reasoning", piece))
-
-    # A reply shorter than fault_after still shows the fault, just before the finish.
-    fault_at = min(config.fault_after, len(answer.content))
-    for index in range(len(answer.content) + 1):
-        if index == fault_at:
-            if "bad-json" in faults:
-                yield 'data: {"choices": [oops'
-            if "midstream-error" in faults:
-                yield _data(
-                    {
-                        "error": {
-                            "message": "The upstream model is overloaded",
-                            "type": "upstream_error",
-                            "code": 502,
-                        }
-                    }
-                )
-                return
-            if "truncate" in faults:
-                return
-            if "disconnect" in faults:
-                raise _DroppedConnection
-            if "stall-mid-stream" in faults:
-                await asyncio.sleep(config.stall_seconds)
-        if index == len(answer.content):
-            break
-        if delay and not first:
-            await asyncio.sleep(delay)
-        first = False
-        yield answer.chunk(delta("content", answer.content[index]))
-
-    yield answer.chunk({"role": "assistant"} if not role_sent else {}, answer.finish_reason)
-    yield answer.usage_chunk()
-    yield "data: [DONE]"
-
-
-async def _frame(
-    events: AsyncGenerator[str, None], faults: frozenset[str]
-) -> AsyncGenerator[bytes, None]:
-    """Events as SSE bytes, with the framing faults applied."""
-    newline = "\r\n" if "crlf" in faults else "\n"
-    comment = f": keep-alive{newline}{newline}" if "comments" in faults else ""
-    split = "split" in faults
-    position = 0
-    try:
-        async for event in events:
-            data = (comment + event.replace("\n", newline) + newline + newline).encode("utf-8")
-            if not split:
-                yield data
-                continue
-            offset = 0
-            while offset < len(data):
-                size = _SPLIT_PATTERN[position % len(_SPLIT_PATTERN)]
-                position += 1
-                yield data[offset : offset + size]
-                offset += size
-                # Each piece is its own HTTP chunk, which the client reads as its own piece of
-                # body however TCP coalesces them; yielding to the loop sends it right away.
-                await asyncio.sleep(0)
-    finally:
-        await events.aclose()
-
-
-class _EventStream(StreamingResponse):
-    """An SSE response that notices a client leaving mid-stream and counts how streams end."""
-
-    def __init__(
-        self,
-        chunks: AsyncGenerator[bytes, None],
-        headers: Mapping[str, str],
-        state: DevServerState,
-    ) -> None:
-        # The content type is set by hand: Starlette would append a charset to text/*.
-        super().__init__(
-            chunks,
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers},
-        )
-        self._chunks = chunks
-        self._state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        finished = False
-        client_left = False
-
-        async def watch() -> None:
-            nonlocal client_left
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not finished:
-                client_left = True
-                task.cancel()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self._chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not client_left:
-                raise
-            task.uncancel()
-            self._state.count("disconnects")
-            return
-        except _DroppedConnection:
-            self._state.count("dropped_streams")
-            raise
-        finally:
-            watcher.cancel()
-            await self._chunks.aclose()
-        self._state.count("completed_streams")
-
-
 class _QuietExpectedErrors(logging.Filter):
     """Hides the tracebacks uvicorn logs for what the dev server does on purpose."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, _DroppedConnection | asyncio.CancelledError):
+        if isinstance(error, DroppedConnection | asyncio.CancelledError):
             return False
         # Stopping while a stall fault holds a request open is expected, not an error.
         return "timeout graceful shutdown exceeded" not in record.getMessage()

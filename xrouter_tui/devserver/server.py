@@ -12,7 +12,8 @@ from types import TracebackType
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from xrouter_tui.devserver.app import DevServerConfig, DevServerState, create_app
+from xrouter_tui.devserver.app import create_app
+from xrouter_tui.devserver.state import DevServerConfig, DevServerState
 
 __all__ = ["DEFAULT_PORT", "RunningDevServer", "is_loopback", "serve", "start_dev_server"]
 

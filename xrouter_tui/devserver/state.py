@@ -1,0 +1,184 @@
+"""The dev server's configuration, its fault list, and the record of what it did.
+Shared by the app, its x402 side and its streams; a test may change either while the server runs.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from xrouter_tui.payments.networks import Network, find_network
+
+__all__ = [
+    "DEFAULT_PAY_TO",
+    "DEFAULT_REJECT_REASON",
+    "FAULTS",
+    "MODELS_SHAPES",
+    "AcceptedPayment",
+    "DevServerConfig",
+    "DevServerState",
+]
+
+FAULTS: dict[str, str] = {
+    "comments": "a ': keep-alive' comment line before every stream event",
+    "crlf": "CRLF line ends throughout the stream",
+    "split": "the stream written in 1-5 byte pieces that cut lines and UTF-8 characters",
+    "bad-json": "one unparseable data line mid-stream, then the stream goes on",
+    "midstream-error": 'an {"error": ...} data line mid-stream, then the stream ends',
+    "truncate": "the stream ends cleanly mid-reply: no finish_reason, no [DONE]",
+    "disconnect": "the connection is dropped mid-stream",
+    "stall-first-byte": "a paid request waits stall_seconds before any response header",
+    "stall-mid-stream": "the stream pauses for stall_seconds mid-reply",
+    "no-receipt": "no payment receipt header on the paid response",
+    "reject-payment": "a valid payment is refused with 402 and reject_reason",
+    "http-error-json": "the unpaid request gets error_status with a JSON error",
+    "http-error-text": "the unpaid request gets error_status with a plain-text error",
+    "paid-http-error": "the paid request gets 500 after the payment was accepted",
+    "rate-limit": "the unpaid request gets 429 with Retry-After: 7",
+    "bad-challenge-json": "the 402 body is plain text, not JSON",
+    "bad-challenge-no-accepts": "the 402 lists no payment requirements",
+    "bad-challenge-amount": "the 402 asks for a fractional amount (12.5)",
+    "bad-challenge-header": "the PAYMENT-REQUIRED header is not base64 JSON",
+    "ignore-stream": "a paid streaming request gets a plain JSON completion",
+    "top-level-content": "a plain JSON completion puts its text in a top-level content field",
+}
+
+# Made up: payments to the dev server are verified but never settled, so nothing reaches it.
+DEFAULT_PAY_TO = "0x402D3F5E7A1B9c8D6e4F20314253647586970a1B"
+DEFAULT_REJECT_REASON = "invalid_exact_evm_insufficient_balance"
+MODELS_SHAPES = ("xrouter", "openai")
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+@dataclass
+class DevServerConfig:
+    """How the dev server behaves; fields may be changed while it runs."""
+
+    x402_version: int = 1
+    network: str = "base-sepolia"
+    pay_to: str = DEFAULT_PAY_TO
+    max_timeout_seconds: int = 120
+    reply_deltas: int | None = None
+    delta_delay: float = 0.0
+    faults: set[str] = field(default_factory=set)
+    fault_after: int = 5
+    stall_seconds: float = 30.0
+    reject_reason: str = DEFAULT_REJECT_REASON
+    error_status: int = 503
+    models_shape: str = "xrouter"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Checked on every assignment, not only in __init__: tests reconfigure a running server.
+        object.__setattr__(self, name, _checked(name, value))
+
+    @property
+    def resolved_network(self) -> Network:
+        network = find_network(self.network)
+        assert network is not None  # guaranteed by _checked
+        return network
+
+    def copy_from(self, other: DevServerConfig) -> None:
+        """Take every setting of `other`, keeping this object (which a running app holds)."""
+        for item in fields(self):
+            value = getattr(other, item.name)
+            setattr(self, item.name, set(value) if isinstance(value, set) else value)
+
+
+def _checked(name: str, value: Any) -> Any:
+    if name == "faults":
+        names = {value} if isinstance(value, str) else set(value)
+        unknown = sorted(names - FAULTS.keys())
+        if unknown:
+            raise ValueError(
+                f"unknown fault {', '.join(unknown)}; known faults: {', '.join(FAULTS)}"
+            )
+        return names
+    if name == "x402_version" and value not in (1, 2):
+        raise ValueError(f"x402_version must be 1 or 2, not {value!r}")
+    if name == "network" and (not isinstance(value, str) or find_network(value) is None):
+        raise ValueError(f"unknown network {value!r}; use base, base-sepolia or their CAIP-2 ids")
+    if name == "pay_to" and (not isinstance(value, str) or not _ADDRESS.match(value)):
+        raise ValueError(f"pay_to must be an 0x address, not {value!r}")
+    if name == "models_shape" and value not in MODELS_SHAPES:
+        raise ValueError(f"models_shape must be one of {', '.join(MODELS_SHAPES)}")
+    if name == "reply_deltas" and value is not None and value < 0:
+        raise ValueError("reply_deltas must be zero or more")
+    if name in ("delta_delay", "stall_seconds", "fault_after") and value < 0:
+        raise ValueError(f"{name} must be zero or more")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedPayment:
+    """A payment the dev server verified (and pretends to have settled)."""
+
+    payer: str
+    amount: int
+    nonce: str
+    network: str
+    transaction: str
+    model: str
+
+
+@dataclass
+class DevServerState:
+    """What happened, for tests to inspect. Written on the server's loop, read from any thread.
+
+    `completed_streams` counts streams sent to their end (a fault may have shortened them);
+    `disconnects` those whose client went away first; `dropped_streams` the `disconnect` fault.
+    """
+
+    unpaid_requests: int = 0
+    paid_requests: int = 0
+    invalid_requests: int = 0
+    payments: list[AcceptedPayment] = field(default_factory=list)
+    rejections: list[str] = field(default_factory=list)
+    completed_streams: int = 0
+    disconnects: int = 0
+    dropped_streams: int = 0
+    used_nonces: set[tuple[str, str]] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count(self, counter: str) -> None:
+        """Add one to the named counter."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + 1)
+
+    def nonce_used(self, payer: str, nonce: str) -> bool:
+        with self._lock:
+            return (payer.lower(), nonce.lower()) in self.used_nonces
+
+    def claim_nonce(self, payer: str, nonce: str) -> bool:
+        """Mark (payer, nonce) used; False when it already was, as a replay."""
+        key = (payer.lower(), nonce.lower())
+        with self._lock:
+            if key in self.used_nonces:
+                return False
+            self.used_nonces.add(key)
+            return True
+
+    def record_payment(self, payment: AcceptedPayment) -> None:
+        with self._lock:
+            self.payments.append(payment)
+
+    def record_rejection(self, code: str) -> None:
+        with self._lock:
+            self.rejections.append(code)
+
+    @property
+    def total_paid(self) -> int:
+        """All accepted payments, in atomic units."""
+        with self._lock:
+            return sum(payment.amount for payment in self.payments)
+
+    def reset(self) -> None:
+        """Forget everything, keeping this object (which a running app holds)."""
+        with self._lock:
+            for item in fields(self):
+                if item.name != "_lock":
+                    value = (
+                        item.default_factory() if callable(item.default_factory) else item.default
+                    )
+                    setattr(self, item.name, value)

@@ -1,0 +1,250 @@
+"""The dev server's answer to a paid chat request, as one JSON completion or as an SSE stream.
+The stream-level faults (framing, mid-stream errors, drops and stalls) are applied here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from xrouter_tui.devserver.catalog import PriceEstimate
+from xrouter_tui.devserver.reply import Reply
+from xrouter_tui.devserver.state import DevServerConfig, DevServerState
+
+if TYPE_CHECKING:
+    from xrouter_tui.devserver.app import ChatRequest
+
+__all__ = ["Answer", "DroppedConnection", "EventStream", "frame", "stream_events"]
+
+# Piece sizes for the `split` fault; uneven so that boundaries land everywhere in lines and
+# multi-byte characters over a stream.
+_SPLIT_PATTERN = (1, 4, 2, 5, 3, 1, 2)
+
+
+class DroppedConnection(Exception):
+    """Raised inside a stream so that uvicorn aborts the connection mid-body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The reply as sent: cut to max_tokens (one delta is one completion token)."""
+
+    id: str
+    created: int
+    model: str
+    reasoning: tuple[str, ...]
+    content: tuple[str, ...]
+    finish_reason: str
+    prompt_tokens: int
+
+    @classmethod
+    def build(cls, chat: ChatRequest, reply: Reply, price: PriceEstimate) -> Answer:
+        reasoning = reply.reasoning[: chat.max_tokens]
+        content = reply.content[: chat.max_tokens - len(reasoning)]
+        cut = len(reasoning) + len(content) < len(reply.reasoning) + len(reply.content)
+        return cls(
+            id=f"gen-{int(time.time())}-{secrets.token_hex(10)}",
+            created=int(time.time()),
+            model=chat.model.id,
+            reasoning=reasoning,
+            content=content,
+            finish_reason="length" if cut else "stop",
+            prompt_tokens=price.input_tokens,
+        )
+
+    @property
+    def usage(self) -> dict[str, int]:
+        completion = len(self.reasoning) + len(self.content)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens + completion,
+        }
+
+    def completion(self, *, top_level: bool = False) -> dict[str, Any]:
+        if top_level:
+            # The shape some of X-Router's documentation examples read.
+            return {"id": self.id, "model": self.model, "content": "".join(self.content)}
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content)}
+        if self.reasoning:
+            message["reasoning"] = "".join(self.reasoning)
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
+            "usage": self.usage,
+        }
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        return _data(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
+        )
+
+    def usage_chunk(self) -> str:
+        return _data(
+            {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": self.usage,
+            }
+        )
+
+
+def _data(document: Mapping[str, Any]) -> str:
+    # Raw UTF-8, not \u escapes: clients must cope with multi-byte characters split across reads.
+    return "data: " + json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+async def stream_events(
+    answer: Answer, config: DevServerConfig, faults: frozenset[str]
+) -> AsyncGenerator[str, None]:
+    """The stream's events, without framing; mid-stream faults strike after `fault_after`."""
+    delay = config.delta_delay
+    role_sent = False
+    first = True
+
+    def delta(key: str, piece: str) -> dict[str, str]:
+        nonlocal role_sent
+        if role_sent:
+            return {key: piece}
+        role_sent = True
+        return {"role": "assistant", key: piece}
+
+    for piece in answer.reasoning:
+        if delay and not first:
+            await asyncio.sleep(delay)
+        first = False
+        yield answer.chunk(delta("reasoning", piece))
+
+    # A reply shorter than fault_after still shows the fault, just before the finish.
+    fault_at = min(config.fault_after, len(answer.content))
+    for index in range(len(answer.content) + 1):
+        if index == fault_at:
+            if "bad-json" in faults:
+                yield 'data: {"choices": [oops'
+            if "midstream-error" in faults:
+                yield _data(
+                    {
+                        "error": {
+                            "message": "The upstream model is overloaded",
+                            "type": "upstream_error",
+                            "code": 502,
+                        }
+                    }
+                )
+                return
+            if "truncate" in faults:
+                return
+            if "disconnect" in faults:
+                raise DroppedConnection
+            if "stall-mid-stream" in faults:
+                await asyncio.sleep(config.stall_seconds)
+        if index == len(answer.content):
+            break
+        if delay and not first:
+            await asyncio.sleep(delay)
+        first = False
+        yield answer.chunk(delta("content", answer.content[index]))
+
+    yield answer.chunk({"role": "assistant"} if not role_sent else {}, answer.finish_reason)
+    yield answer.usage_chunk()
+    yield "data: [DONE]"
+
+
+async def frame(
+    events: AsyncGenerator[str, None], faults: frozenset[str]
+) -> AsyncGenerator[bytes, None]:
+    """Events as SSE bytes, with the framing faults applied."""
+    newline = "\r\n" if "crlf" in faults else "\n"
+    comment = f": keep-alive{newline}{newline}" if "comments" in faults else ""
+    split = "split" in faults
+    position = 0
+    try:
+        async for event in events:
+            data = (comment + event.replace("\n", newline) + newline + newline).encode("utf-8")
+            if not split:
+                yield data
+                continue
+            offset = 0
+            while offset < len(data):
+                size = _SPLIT_PATTERN[position % len(_SPLIT_PATTERN)]
+                position += 1
+                yield data[offset : offset + size]
+                offset += size
+                # Each piece is its own HTTP chunk, which the client reads as its own piece of
+                # body however TCP coalesces them; yielding to the loop sends it right away.
+                await asyncio.sleep(0)
+    finally:
+        await events.aclose()
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that notices a client leaving mid-stream and counts how streams end."""
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        headers: Mapping[str, str],
+        state: DevServerState,
+    ) -> None:
+        # The content type is set by hand: Starlette would append a charset to text/*.
+        super().__init__(
+            chunks,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers},
+        )
+        self._chunks = chunks
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        finished = False
+        client_left = False
+
+        async def watch() -> None:
+            nonlocal client_left
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not finished:
+                client_left = True
+                task.cancel()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for chunk in self._chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not client_left:
+                raise
+            task.uncancel()
+            self._state.count("disconnects")
+            return
+        except DroppedConnection:
+            self._state.count("dropped_streams")
+            raise
+        finally:
+            watcher.cancel()
+            await self._chunks.aclose()
+        self._state.count("completed_streams")

@@ -1,0 +1,160 @@
+"""The dev server's x402 side: the payment it asks for, its 402 challenges and its receipts.
+Speaks x402 v1 (X-PAYMENT headers, JSON challenges) and v2 (PAYMENT-* headers).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from xrouter_tui.devserver.catalog import PriceEstimate
+from xrouter_tui.devserver.state import AcceptedPayment, DevServerConfig
+from xrouter_tui.devserver.verify import Offer
+
+__all__ = [
+    "challenge",
+    "description",
+    "offer",
+    "payment_header",
+    "receipt_header",
+    "transaction_hash",
+    "unpaid_response",
+]
+
+
+def description(price: PriceEstimate) -> str:
+    return f"Chat completion with {price.model.id}, up to {price.output_tokens} output tokens"
+
+
+def offer(config: DevServerConfig, price: PriceEstimate, resource: str) -> Offer:
+    network = config.resolved_network
+    asset = network.usdc
+    extra = {"name": asset.eip712_name, "version": asset.eip712_version}
+    if config.x402_version == 1:
+        requirement: dict[str, Any] = {
+            "scheme": "exact",
+            "network": network.v1_name,
+            "maxAmountRequired": str(price.atomic),
+            "resource": resource,
+            "description": description(price),
+            "mimeType": "application/json",
+            "payTo": config.pay_to,
+            "maxTimeoutSeconds": config.max_timeout_seconds,
+            "asset": asset.address,
+            "outputSchema": None,
+            "extra": extra,
+        }
+    else:
+        requirement = {
+            "scheme": "exact",
+            "network": network.caip2,
+            "amount": str(price.atomic),
+            "asset": asset.address,
+            "payTo": config.pay_to,
+            "maxTimeoutSeconds": config.max_timeout_seconds,
+            "extra": extra,
+        }
+    return Offer(config.x402_version, network, requirement)
+
+
+def payment_header(request: Request, version: int) -> str | None:
+    # Both names are read: a payment in the other version's header is then refused by its
+    # x402Version, which says more than a fresh challenge would.
+    names = (
+        ("x-payment", "payment-signature") if version == 1 else ("payment-signature", "x-payment")
+    )
+    for name in names:
+        value = request.headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def _b64json(document: Mapping[str, Any]) -> str:
+    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode("ascii")
+
+
+def challenge(
+    offer: Offer, resource: str, description: str, *, error: str | None = None
+) -> Response:
+    if offer.x402_version == 1:
+        return JSONResponse(
+            {
+                "x402Version": 1,
+                "error": error or "X-PAYMENT header is required",
+                "accepts": [dict(offer.requirement)],
+            },
+            402,
+        )
+    document = {
+        "x402Version": 2,
+        "error": error or "Payment required",
+        "resource": {
+            "url": resource,
+            "description": description,
+            "mimeType": "application/json",
+        },
+        "accepts": [dict(offer.requirement)],
+    }
+    return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": _b64json(document)})
+
+
+def unpaid_response(
+    config: DevServerConfig,
+    faults: frozenset[str],
+    offer: Offer,
+    resource: str,
+    description: str,
+) -> Response:
+    if "rate-limit" in faults:
+        return JSONResponse(
+            {"error": {"message": "Rate limit exceeded"}}, 429, headers={"Retry-After": "7"}
+        )
+    if "http-error-json" in faults:
+        return JSONResponse(
+            {"error": {"message": "The upstream provider is unavailable", "code": 503}},
+            config.error_status,
+        )
+    if "http-error-text" in faults:
+        return PlainTextResponse("Service temporarily unavailable", config.error_status)
+    if "bad-challenge-json" in faults:
+        return PlainTextResponse("Payment required", 402)
+    if "bad-challenge-no-accepts" in faults:
+        return JSONResponse({"x402Version": 1, "error": "no route", "accepts": []}, 402)
+    if "bad-challenge-header" in faults:
+        return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": "%%% not base64 json %%%"})
+    if "bad-challenge-amount" in faults:
+        key = "maxAmountRequired" if offer.x402_version == 1 else "amount"
+        offer = Offer(offer.x402_version, offer.network, {**offer.requirement, key: "12.5"})
+    return challenge(offer, resource, description)
+
+
+def transaction_hash(nonce: str) -> str:
+    # Stable per authorization, like a real settlement; nothing is on chain.
+    return "0x" + hashlib.sha256(b"xrouter-devserver:" + nonce.encode()).hexdigest()
+
+
+def receipt_header(version: int, payment: AcceptedPayment) -> dict[str, str]:
+    if version == 1:
+        document: dict[str, Any] = {
+            "success": True,
+            "transaction": payment.transaction,
+            "transactionHash": payment.transaction,
+            "network": payment.network,
+            "payer": payment.payer,
+        }
+        return {"X-PAYMENT-RESPONSE": _b64json(document)}
+    document = {
+        "success": True,
+        "transaction": payment.transaction,
+        "network": payment.network,
+        "payer": payment.payer,
+        "amount": str(payment.amount),
+    }
+    return {"PAYMENT-RESPONSE": _b64json(document)}
