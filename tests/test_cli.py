@@ -268,3 +268,12 @@ def test_progress_goes_to_a_terminal_stderr_and_never_into_the_answer(router, ke
     shown = terminal.decode()
     assert "paying $" in shown and "streaming · " in shown
     assert shown.rstrip().splitlines()[-1].lstrip("\r\x1b[2K").startswith("anthropic/")
+
+
+def test_demo_server_on_a_busy_port_says_so_in_one_line(router):
+    port = router.url.rsplit(":", 1)[1]
+    result = run("demo-server", "--port", port, timeout=20)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"xrouter-tui: cannot listen on 127.0.0.1:{port}: Address already in use."
+    )

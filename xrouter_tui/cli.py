@@ -109,7 +109,11 @@ def main(
         if args.command == "models":
             return _models(args, env, stdout)
         if args.command == "demo-server":
-            devserver.serve(devserver.config_from_args(args), args.host, args.port)
+            try:
+                devserver.serve(devserver.config_from_args(args), args.host, args.port)
+            except OSError as exc:
+                _error(stderr, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
+                return EXIT_USAGE
             return EXIT_OK
         print(
             f"{PROG}: the full-screen chat is not here yet; try: "
