@@ -277,3 +277,9 @@ def test_demo_server_on_a_busy_port_says_so_in_one_line(router):
     assert result.stderr.strip() == (
         f"xrouter-tui: cannot listen on 127.0.0.1:{port}: Address already in use."
     )
+
+
+def test_options_before_the_command_word_count_too():
+    result = run("--demo", "-m", "openai/gpt-4o", "ask", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("openai/gpt-4o · ")

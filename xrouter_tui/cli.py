@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_router_options(parser)
     _add_model_options(parser)
+    # The options exist before and after the command word; only a given one may set them, or
+    # the command's silent default would undo `xrouter-tui --demo ask …`.
+    parser.set_defaults(demo=False, base_url=None, model=None, max_tokens=None)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     ask = commands.add_parser(
@@ -260,17 +263,26 @@ def _add_router_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo",
         action="store_true",
+        default=argparse.SUPPRESS,
         help="use a local router on a free port with a throwaway wallet (no real money)",
     )
-    parser.add_argument("--base-url", metavar="URL", help="the router's URL (XROUTER_BASE_URL)")
+    parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help="the router's URL (XROUTER_BASE_URL)",
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", help="the model id, e.g. openai/gpt-4o-mini")
+    parser.add_argument(
+        "-m", "--model", default=argparse.SUPPRESS, help="the model id, e.g. openai/gpt-4o-mini"
+    )
     parser.add_argument(
         "--max-tokens",
         type=_max_tokens_argument,
         metavar="N",
+        default=argparse.SUPPRESS,
         help="the answer's length limit; the router charges up front for it (default 1024)",
     )
 
