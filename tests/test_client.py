@@ -275,15 +275,13 @@ async def test_silence_before_the_first_byte_times_out_and_is_not_resent(router,
 async def test_silence_mid_stream_times_out_on_the_idle_limit_not_the_first_byte_one(
     router, account
 ):
-    # first_byte is far longer than the stall: only the switch to the idle limit after the
-    # headers can end this turn early.
+    # first_byte is far longer than the stall: without the switch to the idle limit after the
+    # headers, the stall would pass and the answer would end normally.
     router.config.faults = {"stall-mid-stream"}
     router.config.stall_seconds = 5
     timeouts = Timeouts(connect=2, first_byte=30, idle=0.4)
-    started = time.monotonic()
     with pytest.raises(ResponseTimeout) as caught:
         await turn(router, account, timeouts=timeouts)
-    assert time.monotonic() - started < 4
     assert caught.value.phase == "idle"
     assert caught.value.partial_text
     assert router.state.paid_requests == 1
