@@ -56,6 +56,7 @@ from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, R
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 from x402.server import x402ResourceServerSync
 
+from tests.payment_helpers import eth_typed_message
 from xrouter_tui.payments import (
     BASE,
     BASE_SEPOLIA,
@@ -281,31 +282,14 @@ class StandInChain:
             signature = bytes(r) + bytes(s) + bytes([v])
         else:
             signature = bytes(signature_parts[0])
-        typed = {
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "TransferWithAuthorization": [
-                    {"name": "from", "type": "address"},
-                    {"name": "to", "type": "address"},
-                    {"name": "value", "type": "uint256"},
-                    {"name": "validAfter", "type": "uint256"},
-                    {"name": "validBefore", "type": "uint256"},
-                    {"name": "nonce", "type": "bytes32"},
-                ],
-            },
-            "primaryType": "TransferWithAuthorization",
-            "domain": {
+        message = eth_typed_message(
+            domain={
                 "name": self.token_name,
                 "version": self.token_version,
                 "chainId": self.chain_id,
                 "verifyingContract": self.token,
             },
-            "message": {
+            message={
                 "from": to_checksum_address(payer),
                 "to": to_checksum_address(payee),
                 "value": value,
@@ -313,11 +297,9 @@ class StandInChain:
                 "validBefore": valid_before,
                 "nonce": bytes(nonce),
             },
-        }
+        )
         try:
-            recovered = Account.recover_message(
-                encode_typed_data(full_message=typed), signature=signature
-            )
+            recovered = Account.recover_message(message, signature=signature)
         except Exception:
             recovered = None
         if recovered is None or recovered.lower() != payer.lower():
