@@ -110,7 +110,7 @@ def main(
         if args.command == "ask":
             return _ask(args, env, stdin, stdout, stderr)
         if args.command == "models":
-            return _models(args, env, stdout)
+            return _models(args, env, stdout, stderr)
         if args.command == "demo-server":
             try:
                 devserver.serve(devserver.config_from_args(args), args.host, args.port)
@@ -184,43 +184,46 @@ def _ask(
 
         try:
             asyncio.run(turn())
-        except KeyboardInterrupt:
-            _end_answer(stdout, record, progress)
-            _error(stderr, "interrupted." + payment_note(record.payment, accepted=record.accepted))
-            return EXIT_INTERRUPTED
-        except PaymentRefused as refusal:
-            _end_answer(stdout, record, progress)
-            _error(stderr, refusal.message)
-            return EXIT_REFUSED
-        except NoWallet as exc:
-            _end_answer(stdout, record, progress)
-            _error(stderr, exc.message)
-            return EXIT_USAGE
-        except RouterError as exc:
-            _end_answer(stdout, record, progress)
-            _error(stderr, exc.message)
-            return EXIT_FAILED
         except BrokenPipeError:
             # The reader of our stdout went away (`| head`): stop quietly, the turn is over.
             _silence_stdout()
             return EXIT_FAILED
+        except (KeyboardInterrupt, PaymentRefused, RouterError) as exc:
+            _end_answer(stdout, record, progress)
+            message, code = _turn_failure(exc, record)
+            _error(stderr, message)
+            return code
         _end_answer(stdout, record, progress)
         print(record.summary(), file=stderr, flush=True)
         return EXIT_OK
 
 
-def _models(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
+def _turn_failure(
+    exc: KeyboardInterrupt | PaymentRefused | RouterError, record: TurnRecord
+) -> tuple[str, int]:
+    """What to tell the user when a turn ends early, and the exit code that goes with it."""
+    if isinstance(exc, KeyboardInterrupt):
+        note = payment_note(record.payment, accepted=record.accepted)
+        return f"interrupted.{note}", EXIT_INTERRUPTED
+    if isinstance(exc, PaymentRefused):
+        return exc.message, EXIT_REFUSED
+    return exc.message, EXIT_USAGE if isinstance(exc, NoWallet) else EXIT_FAILED
+
+
+def _models(
+    args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]
+) -> int:
     settings = _settings(args, env)
 
     async def fetch(base_url: str) -> list:
         async with RouterClient(base_url, timeouts=_timeouts(settings)) as client:
             return await client.list_models()
 
-    with _router(args, settings, env, sys.stderr, need_key=False) as (base_url, _account, _nets):
+    with _router(args, settings, env, stderr, need_key=False) as (base_url, _account, _nets):
         try:
             models = asyncio.run(fetch(base_url))
         except RouterError as exc:
-            _error(sys.stderr, exc.message)
+            _error(stderr, exc.message)
             return EXIT_FAILED
     print(models_json(models) if args.json else models_table(models), file=stdout, flush=True)
     return EXIT_OK
