@@ -164,7 +164,7 @@ class RouterClient:
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:
                 # A router that ignores `stream: true` still gives a usable answer.
-                completion = _parse_completion(await self._read_json(response, payment), model)
+                completion = _parse_completion(await _read_json(response, payment), model)
                 for event in _completion_events(completion):
                     yield event
                 return
@@ -193,7 +193,7 @@ class RouterClient:
         body = _chat_body(messages, model, max_tokens, temperature, stream=False)
         response, payment = await self._open_paid(body, budgets, confirm, on_signed)
         try:
-            completion = _parse_completion(await self._read_json(response, payment), model)
+            completion = _parse_completion(await _read_json(response, payment), model)
         finally:
             await response.aclose()
         receipt = read_receipt(response.headers) if payment else None
@@ -323,25 +323,6 @@ class RouterClient:
                 payment=payment,
             ) from None
 
-    async def _read_json(self, response: httpx.Response, payment: SignedPayment | None) -> Any:
-        try:
-            return json.loads(await response.aread())
-        except httpx.TimeoutException:
-            raise ResponseTimeout(
-                f"The router went quiet for {self.timeouts.idle:g} s.{payment_note(payment)}",
-                phase="idle",
-                payment=payment,
-            ) from None
-        except httpx.TransportError as exc:
-            raise StreamInterrupted(
-                f"The connection broke during the answer: {_reason(exc)}.{payment_note(payment)}",
-                payment=payment,
-            ) from None
-        except ValueError:
-            raise RouterError(
-                f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
-            ) from None
-
     async def _raise_for_status(
         self, response: httpx.Response, *, payment: SignedPayment | None
     ) -> None:
@@ -411,20 +392,8 @@ async def _read_events(
                 event = _usage(usage)
                 if event is not None:
                     yield event
-    except httpx.TimeoutException:
-        raise ResponseTimeout(
-            "The router went quiet in the middle of the answer." + payment_note(payment),
-            phase="idle",
-            payment=payment,
-            partial_text="".join(parts),
-        ) from None
     except httpx.TransportError as exc:
-        raise StreamInterrupted(
-            f"The connection broke in the middle of the answer: {_reason(exc)}."
-            + payment_note(payment),
-            payment=payment,
-            partial_text="".join(parts),
-        ) from None
+        raise _answer_broke(exc, payment, "".join(parts)) from None
     if not done and finish_reason is None:
         raise StreamInterrupted(
             "The answer ended before the router said it was complete." + payment_note(payment),
@@ -432,6 +401,36 @@ async def _read_events(
             partial_text="".join(parts),
         )
     yield Done(finish_reason or "stop", skipped)
+
+
+async def _read_json(response: httpx.Response, payment: SignedPayment | None) -> Any:
+    try:
+        return json.loads(await response.aread())
+    except httpx.TransportError as exc:
+        raise _answer_broke(exc, payment, "") from None
+    except ValueError:
+        raise RouterError(
+            f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
+        ) from None
+
+
+def _answer_broke(
+    exc: httpx.TransportError, payment: SignedPayment | None, partial_text: str
+) -> RouterError:
+    """The error for a paid answer cut off while its body was being read."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ResponseTimeout(
+            "The router went quiet in the middle of the answer." + payment_note(payment),
+            phase="idle",
+            payment=payment,
+            partial_text=partial_text,
+        )
+    return StreamInterrupted(
+        f"The connection broke in the middle of the answer: {_reason(exc)}."
+        + payment_note(payment),
+        payment=payment,
+        partial_text=partial_text,
+    )
 
 
 def _chat_body(
