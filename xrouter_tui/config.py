@@ -23,8 +23,6 @@ __all__ = [
     "ConfigError",
     "Settings",
     "config_dir",
-    "data_dir",
-    "ensure_private_dir",
     "load_settings",
 ]
 
@@ -67,19 +65,6 @@ def config_dir(env: Mapping[str, str] = os.environ) -> Path:
     """Where config.toml lives: `XROUTER_CONFIG_DIR`, else the platform's user config dir."""
     override = env.get("XROUTER_CONFIG_DIR")
     return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
-
-
-def data_dir(env: Mapping[str, str] = os.environ) -> Path:
-    """Where history and caches live: `XROUTER_DATA_DIR`, else the platform's user data dir."""
-    override = env.get("XROUTER_DATA_DIR")
-    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
-
-
-def ensure_private_dir(path: Path) -> Path:
-    """Create `path` readable by its owner only (wallet history is nobody else's business)."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path, 0o700)
-    return path
 
 
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:

@@ -21,6 +21,7 @@ __all__ = [
     "PaymentChallenge",
     "PaymentRequirement",
     "decode_base64_json",
+    "header_value",
     "parse_challenge",
 ]
 
@@ -75,7 +76,7 @@ def decode_base64_json(value: str, what: str) -> Any:
 
 def parse_challenge(headers: Mapping[str, str], body: bytes | str) -> PaymentChallenge:
     """Parse a 402 response: a `PAYMENT-REQUIRED` header means v2, else a v1 JSON body."""
-    header = _get_header(headers, PAYMENT_REQUIRED_HEADER)
+    header = header_value(headers, PAYMENT_REQUIRED_HEADER)
     if header is not None:
         document = decode_base64_json(header, "PAYMENT-REQUIRED")
         return _parse_document(document, default_version=2, where="PAYMENT-REQUIRED header")
@@ -90,7 +91,8 @@ def parse_challenge(headers: Mapping[str, str], body: bytes | str) -> PaymentCha
     return _parse_document(document, default_version=1, where="402 body")
 
 
-def _get_header(headers: Mapping[str, str], name: str) -> str | None:
+def header_value(headers: Mapping[str, str], name: str) -> str | None:
+    """The header called `name` (lower case), from httpx's headers or a plain dict alike."""
     value = headers.get(name)
     if value is None:  # a plain dict is case-sensitive; httpx.Headers is not
         value = next((v for k, v in headers.items() if k.lower() == name), None)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from xrouter_tui.payments.challenge import ChallengeError, decode_base64_json
+from xrouter_tui.payments.challenge import ChallengeError, decode_base64_json, header_value
 
 __all__ = ["RECEIPT_HEADERS", "Receipt", "decode_receipt", "read_receipt"]
 
@@ -59,9 +59,8 @@ def decode_receipt(value: str) -> Receipt:
 
 def read_receipt(headers: Mapping[str, str]) -> Receipt | None:
     """The receipt among these response headers, or None when absent or unreadable."""
-    lowered = {key.lower(): value for key, value in headers.items()}
     for name in RECEIPT_HEADERS:
-        value = lowered.get(name)
+        value = header_value(headers, name)
         if value:
             try:
                 return decode_receipt(value)
