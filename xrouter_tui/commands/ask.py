@@ -14,7 +14,15 @@ from typing import IO
 from xrouter_tui.api import Delta, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
 
-__all__ = ["AskRequest", "Progress", "TurnRecord", "build_messages", "read_prompt", "stream_answer"]
+__all__ = [
+    "AskRequest",
+    "Progress",
+    "PromptError",
+    "TurnRecord",
+    "build_messages",
+    "read_prompt",
+    "stream_answer",
+]
 
 # The progress line is redrawn at most this often: a terminal write per delta would cost more
 # than the answer itself on a fast stream.
