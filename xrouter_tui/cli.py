@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import traceback
@@ -118,12 +119,7 @@ def main(
                 _error(stderr, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
                 return EXIT_USAGE
             return EXIT_OK
-        print(
-            f"{PROG}: the full-screen chat is not here yet; try: "
-            f'{PROG} ask --demo "Show me a table and some Python"',
-            file=stderr,
-        )
-        return EXIT_USAGE
+        return _chat(args, env, stderr)
     except (ConfigError, WalletError, PromptError) as exc:
         _error(stderr, str(exc))
         return EXIT_USAGE
@@ -198,6 +194,28 @@ def _ask(
         return EXIT_OK
 
 
+def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> int:
+    """The full-screen chat, against the demo router or the user's."""
+    settings = _settings(args, env)
+    if not _isatty(sys.stdout):
+        _error(stderr, f"the chat needs a terminal; for pipes and scripts use: {PROG} ask")
+        return EXIT_USAGE
+    # Imported here: one-shot commands should not pay for loading Textual.
+    from xrouter_tui.ui import ChatApp, RouterSetup
+
+    # The demo router logs through the root logger; on the chat's screen that would draw over
+    # the app, so while it runs log records go nowhere unless XROUTER_DEBUG asks for them.
+    if not env.get("XROUTER_DEBUG"):
+        logging.getLogger().addHandler(logging.NullHandler())
+    with _router(args, settings, env, None, need_key=False) as (base_url, account, networks):
+        if not args.demo:
+            account = load_account(env)
+        router = RouterSetup(base_url, account, networks, demo=args.demo)
+        app = ChatApp(settings, router, env=env, model=args.model, max_tokens=args.max_tokens)
+        app.run()
+    return EXIT_OK
+
+
 def _turn_failure(
     exc: KeyboardInterrupt | PaymentRefused | RouterError, record: TurnRecord
 ) -> tuple[str, int]:
@@ -234,7 +252,7 @@ def _router(
     args: argparse.Namespace,
     settings: Settings,
     env: Mapping[str, str],
-    stderr: IO[str],
+    stderr: IO[str] | None,
     *,
     need_key: bool = True,
 ) -> Iterator[tuple[str, LocalAccount | None, tuple[Network, ...]]]:

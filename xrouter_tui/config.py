@@ -6,6 +6,7 @@ Every problem in the file is one `ConfigError` line naming the file, the key and
 from __future__ import annotations
 
 import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
+import tomlkit
 
 from xrouter_tui.payments import NETWORKS, Network, find_network
 
@@ -23,7 +25,10 @@ __all__ = [
     "ConfigError",
     "Settings",
     "config_dir",
+    "data_dir",
+    "ensure_private_dir",
     "load_settings",
+    "save_setting",
 ]
 
 APP_NAME = "xrouter-tui"
@@ -67,6 +72,53 @@ def config_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
 
 
+def data_dir(env: Mapping[str, str] = os.environ) -> Path:
+    """Where the app keeps what it learns: `XROUTER_DATA_DIR`, else the platform's user data dir."""
+    override = env.get("XROUTER_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create `path` if needed, readable by the user alone (0700), and return it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def save_setting(key: str, value: Any, env: Mapping[str, str] = os.environ) -> Path:
+    """Set one key in config.toml, keeping the rest of the file and its comments as they were.
+
+    The new value is checked first, and the file is replaced in one step: an invalid value or a
+    crash halfway never leaves a broken config behind.
+    """
+    path = config_dir(env) / CONFIG_FILE
+    if key not in _FIELD_NAMES:
+        raise ConfigError(f"{path}: unknown setting {key!r}")
+    _check(key, value, source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        document = tomlkit.parse(text)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    except Exception as exc:  # tomlkit's parse errors share no public base class
+        raise ConfigError(f"{path}: not valid TOML ({exc}); {key} was not saved") from None
+    document[key] = value
+    try:
+        ensure_private_dir(path.parent)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be written ({exc.strerror})") from None
+    try:
+        # mkstemp creates the file 0600; the rename makes the change all or nothing.
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(tomlkit.dumps(document))
+        os.replace(temporary, path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot be written ({exc.strerror})") from None
+    return path
+
+
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     """Defaults, then config.toml if present, then `XROUTER_BASE_URL`."""
     path = config_dir(env) / CONFIG_FILE
@@ -85,9 +137,12 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     return settings
 
 
+_FIELD_NAMES = frozenset(field.name for field in fields(Settings))
+
+
 def apply_settings(settings: Settings, values: Mapping[str, Any], *, source: str) -> Settings:
     """`settings` with `values` checked and applied; `source` names where they came from."""
-    known = {field.name for field in fields(Settings)}
+    known = _FIELD_NAMES
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:

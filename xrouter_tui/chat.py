@@ -1,0 +1,92 @@
+"""One conversation in memory: who said what, how each answer ended, and what it cost.
+
+The full-screen chat keeps one `Conversation`; what it sends to the router is `history()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+
+from xrouter_tui.api import Usage
+from xrouter_tui.payments import Receipt, SignedPayment
+
+__all__ = ["ChatMessage", "Conversation", "MessageStatus"]
+
+
+class MessageStatus(StrEnum):
+    """How a message ended (the names the history store will keep)."""
+
+    COMPLETE = "complete"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class ChatMessage:
+    """A user's question or an answer, with what the answer cost."""
+
+    role: str
+    content: str
+    model: str = ""
+    status: MessageStatus = MessageStatus.COMPLETE
+    usage: Usage | None = None
+    payment: SignedPayment | None = None
+    # True once the router accepted the paid request: the payment was taken.
+    accepted: bool = False
+    receipt: Receipt | None = None
+    error: str = ""
+
+    @property
+    def charged_usd(self) -> Decimal:
+        """What this message cost: the payment's amount once the router took it, else nothing."""
+        return self.payment.amount_usd if self.payment is not None and self.accepted else Decimal(0)
+
+
+@dataclass(slots=True)
+class Conversation:
+    """The messages of one chat, oldest first."""
+
+    system_prompt: str = ""
+    messages: list[ChatMessage] = field(default_factory=list)
+
+    def add(self, message: ChatMessage) -> ChatMessage:
+        self.messages.append(message)
+        return message
+
+    def history(self) -> list[dict[str, str]]:
+        """What the router is sent: the system prompt, then every exchange that produced text.
+
+        A question whose answer failed, or was stopped before any text came, is left out: the
+        user gets it back in the prompt box, and sending it twice would confuse the model.
+        """
+        sent = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        pending_question: ChatMessage | None = None
+        for message in self.messages:
+            if message.role == "user":
+                if message.status is not MessageStatus.FAILED:
+                    pending_question = message
+                continue
+            if pending_question is None or not message.content:
+                continue
+            if message.status in (MessageStatus.COMPLETE, MessageStatus.STOPPED):
+                sent.append({"role": "user", "content": pending_question.content})
+                sent.append({"role": "assistant", "content": message.content})
+            pending_question = None
+        if pending_question is not None:
+            sent.append({"role": "user", "content": pending_question.content})
+        return sent
+
+    @property
+    def spent_usd(self) -> Decimal:
+        """Everything this conversation's answers cost."""
+        return sum((message.charged_usd for message in self.messages), Decimal(0))
+
+    def last_answer(self) -> ChatMessage | None:
+        """The newest answer that has text, if any."""
+        for message in reversed(self.messages):
+            if message.role == "assistant" and message.content:
+                return message
+        return None

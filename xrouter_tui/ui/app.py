@@ -1,0 +1,261 @@
+"""The full-screen chat app: settings, the router client, the model list, and app-wide keys."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+from markdown_it import MarkdownIt
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import TextArea
+
+from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
+from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
+from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
+from xrouter_tui.payments import Network, SpendingPolicy
+from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
+from xrouter_tui.ui.messages import ModelChanged
+from xrouter_tui.ui.screens.chat import ChatScreen
+from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
+from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.widgets.prompt import PromptInput
+from xrouter_tui.ui.widgets.status_bar import StatusBar
+
+__all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
+
+# Keys the prompt box handles itself (no Binding to read them from), for the help screen.
+PROMPT_KEYS: tuple[tuple[str, str], ...] = (
+    ("Enter", "Send the prompt"),
+    ("Shift+Enter / ctrl+j", "New line in the prompt"),
+    ("Up / Down", "In an empty prompt: recall earlier prompts"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSetup:
+    """Where the chat sends its requests and with which wallet."""
+
+    base_url: str
+    account: LocalAccount | None
+    networks: tuple[Network, ...]
+    demo: bool = False
+    # Extra models to offer when the live list cannot be fetched (the demo has none to cache).
+    fallback_models: tuple[ModelInfo, ...] = field(default=FALLBACK_MODELS)
+
+    @property
+    def address(self) -> str:
+        return self.account.address if self.account is not None else ""
+
+
+class ChatApp(App[None]):
+    """xrouter-tui's full-screen chat."""
+
+    TITLE = "xrouter-tui"
+    CSS_PATH = "app.tcss"
+
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", tooltip="Quit", priority=True),
+        Binding(
+            "ctrl+c",
+            "stop_or_copy",
+            show=False,
+            priority=True,
+            tooltip="Stop the answer being streamed (never quits); copy a selection otherwise",
+        ),
+        Binding("f1", "help", "Help", tooltip="Show this help"),
+        Binding("f2", "pick_model", "Model", tooltip="Pick the model for the next turns"),
+    ]
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: RouterSetup,
+        *,
+        env: Mapping[str, str] | None = None,
+        model: str | None = None,
+        max_tokens: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.router = router
+        self.env = os.environ if env is None else env
+        self.model = model or settings.model
+        self.max_tokens = max_tokens or settings.max_tokens
+        self.catalog = ModelCatalog(data_dir(self.env))
+        cached = None if router.demo else self.catalog.cached(router.base_url)
+        self.models: list[ModelInfo] = cached or list(router.fallback_models)
+        self.client = RouterClient(
+            router.base_url,
+            account=router.account,
+            policy=SpendingPolicy(
+                networks=router.networks, max_per_request_usd=settings.max_per_request_usd
+            ),
+            timeouts=Timeouts(
+                connect=settings.connect_timeout,
+                first_byte=settings.first_byte_timeout,
+                idle=settings.idle_timeout,
+            ),
+        )
+        self._clipboard_tool = clipboard_command(self.env)
+        _warm_markdown_parser()
+
+    def get_default_screen(self) -> Screen:
+        return ChatScreen()
+
+    def on_mount(self) -> None:
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        else:
+            self.notify(f"Unknown theme {self.settings.theme!r}: using the default.")
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self._fetch_models()
+
+    async def on_unmount(self) -> None:
+        await self.client.aclose()
+
+    @property
+    def chat(self) -> ChatScreen:
+        """The chat screen, wherever the screen stack stands."""
+        return next(screen for screen in self.screen_stack if isinstance(screen, ChatScreen))
+
+    # -- the model list ------------------------------------------------------------------
+
+    @work(exclusive=True, group="models", exit_on_error=False)
+    async def _fetch_models(self) -> None:
+        try:
+            models = await self.client.list_models()
+        except RouterError as exc:
+            self.log.warning(f"model list not fetched: {exc.message}")
+            return
+        if not models:
+            return
+        self.models = models
+        if not self.router.demo:
+            try:
+                self.catalog.store(self.router.base_url, models)
+            except OSError as exc:
+                self.log.warning(f"model list not cached: {exc}")
+
+    def action_pick_model(self) -> None:
+        """Open the model picker."""
+        if isinstance(self.screen, ModelPicker):
+            return
+        recent = self.catalog.recent()
+        models = picker_order(self.models, recent)
+        if self.model not in {model.id for model in models}:
+            models.insert(0, ModelInfo(self.model, self.model))
+        self.push_screen(ModelPicker(models, current=self.model, recent=recent), self._use_model)
+
+    def _use_model(self, model: str | None) -> None:
+        if not model:
+            return
+        self.model = model
+        self.chat.query_one(StatusBar).model = model
+        try:
+            self.catalog.remember(model)
+            save_setting("model", model, self.env)
+        except (ConfigError, OSError) as exc:
+            self.notify(
+                f"{model} is used now but could not be remembered: {exc}", severity="warning"
+            )
+        self.chat.post_message(ModelChanged(model))
+        self.notify(f"Model: {model}", timeout=2)
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def action_stop_or_copy(self) -> None:
+        """ctrl+c: stop a streaming answer; copy the selection otherwise; never quit."""
+        chat = self.chat
+        if chat.streaming:
+            chat.action_stop()
+            return
+        focused = self.focused
+        if isinstance(focused, TextArea) and focused.selected_text:
+            focused.action_copy()
+            return
+        self.notify("ctrl+c stops an answer; ctrl+q quits.", timeout=3)
+
+    def action_help(self) -> None:
+        """Show every key."""
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        self.push_screen(HelpScreen(self.key_rows()))
+
+    def key_rows(self) -> list[tuple[str, str]]:
+        """Every key the chat answers to, with what it does."""
+        return [
+            *PROMPT_KEYS,
+            *binding_rows(ChatScreen.BINDINGS),  # type: ignore[arg-type]
+            *binding_rows(self.BINDINGS),  # type: ignore[arg-type]
+            ("ctrl+p", "Open the command palette: new chat, model, copy, theme, quit"),
+            ("Esc (in the picker)", "Close the model picker"),
+        ]
+
+    # -- the command palette -------------------------------------------------------------
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        chat = self.chat
+        yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
+        yield SystemCommand(
+            "Switch model", "Pick the model for the next turns", self.action_pick_model
+        )
+        yield SystemCommand(
+            "Copy last answer", "Copy the last answer's text", self.copy_last_answer
+        )
+        yield SystemCommand(
+            "Copy last code block",
+            "Copy the last code block of the last answer",
+            self.copy_last_code,
+        )
+        yield SystemCommand("Theme", "Change the colours (remembered)", self.action_change_theme)
+        yield SystemCommand("Keys", "Show every key", self.action_help)
+        yield SystemCommand("Quit", "Quit xrouter-tui", self.action_quit)
+
+    async def copy_last_answer(self) -> None:
+        """Copy the newest answer's text."""
+        answer = self.chat.conversation.last_answer()
+        if answer is None:
+            self.notify("There is no answer to copy yet.", severity="warning")
+            return
+        await self._copy(answer.content, "the last answer")
+
+    async def copy_last_code(self) -> None:
+        """Copy the last code block of the newest answer."""
+        answer = self.chat.conversation.last_answer()
+        code = last_code_block(answer.content) if answer is not None else None
+        if code is None:
+            self.notify("The last answer has no code block.", severity="warning")
+            return
+        await self._copy(code, "the last code block")
+
+    async def _copy(self, text: str, what: str) -> None:
+        self.copy_to_clipboard(text)
+        tool = self._clipboard_tool
+        if await copy_with_system_tool(text, tool):
+            self.notify(f"Copied {what} ({len(text)} characters) with {tool[0]}.")  # type: ignore[index]
+        else:
+            self.notify(f"Copied {what} ({len(text)} characters) through the terminal.")
+
+    def _remember_theme(self, theme: object) -> None:
+        try:
+            save_setting("theme", self.theme, self.env)
+        except ConfigError as exc:
+            self.notify(f"The theme could not be remembered: {exc}", severity="warning")
+
+    def focus_prompt(self) -> None:
+        self.chat.query_one(PromptInput).focus()
+
+
+def _warm_markdown_parser() -> None:
+    """Parse one link on this thread before any Markdown widget parses in a worker thread.
+
+    mdurl fills a lookup table on first use in a way that is not thread-safe: several Markdown
+    widgets mounting at once could otherwise crash on the first links they parse.
+    """
+    MarkdownIt("gfm-like").parse("[x](https://example.org/a?b=c#d) <https://example.org>")

@@ -1,0 +1,58 @@
+"""Copying to the clipboard: the terminal's OSC 52 and, where one is installed, the system's tool.
+
+OSC 52 alone silently does nothing in some terminals and over some multiplexers, so a system
+clipboard tool is used as well when one is on the PATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+
+from markdown_it import MarkdownIt
+
+__all__ = ["clipboard_command", "copy_with_system_tool", "last_code_block"]
+
+
+def clipboard_command(env: Mapping[str, str] = os.environ) -> list[str] | None:
+    """The system clipboard tool to run for this desktop, or None when there is none."""
+    candidates: list[list[str]] = []
+    if sys.platform == "darwin":
+        candidates.append(["pbcopy"])
+    if env.get("WAYLAND_DISPLAY"):
+        candidates.append(["wl-copy"])
+    if env.get("DISPLAY"):
+        candidates += [["xclip", "-selection", "clipboard"], ["xsel", "--clipboard", "--input"]]
+    # Windows, and WSL where Windows' own tool is reachable.
+    candidates.append(["clip.exe"])
+    for command in candidates:
+        if shutil.which(command[0]):
+            return command
+    return None
+
+
+async def copy_with_system_tool(text: str, command: list[str] | None) -> bool:
+    """Give `text` to the clipboard tool; True when it took it."""
+    if command is None:
+        return False
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await asyncio.wait_for(process.communicate(text.encode("utf-8")), timeout=3)
+    except (OSError, TimeoutError):
+        return False
+    return process.returncode == 0
+
+
+def last_code_block(markdown: str) -> str | None:
+    """The content of the last fenced or indented code block in `markdown`, if any."""
+    tokens = MarkdownIt("commonmark").parse(markdown)
+    blocks = [token.content for token in tokens if token.type in ("fence", "code_block")]
+    return blocks[-1] if blocks else None

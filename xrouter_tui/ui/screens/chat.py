@@ -1,0 +1,241 @@
+"""The chat screen: the message log, the prompt box and the status bar, and the streaming worker."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer
+from textual.worker import Worker
+
+from xrouter_tui.api import RouterError, payment_note
+from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
+from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
+from xrouter_tui.ui.messages import (
+    ResponseComplete,
+    ResponseFailed,
+    ResponseStarted,
+    ResponseStopped,
+)
+from xrouter_tui.ui.turn import TurnSettings, TurnStats, run_turn
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, UserMessage
+from xrouter_tui.ui.widgets.prompt import PromptInput
+from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
+
+if TYPE_CHECKING:
+    from xrouter_tui.ui.app import ChatApp
+
+__all__ = ["ChatScreen", "answer_footer"]
+
+# How often the status bar samples the live token count while an answer streams.
+STATUS_INTERVAL = 0.1
+
+
+class ChatScreen(Screen[None]):
+    """One conversation. Keys for the whole app live on `ChatApp`; these act on the chat."""
+
+    AUTO_FOCUS = "PromptInput"
+
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", tooltip="Stop the answer being streamed"),
+        Binding("ctrl+n", "new_chat", "New chat", tooltip="Start a new conversation"),
+    ]
+
+    app: ChatApp
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conversation = Conversation()
+        self._stats: TurnStats | None = None
+        self._ticker: Timer | None = None
+
+    def compose(self) -> ComposeResult:
+        yield ChatLog(id="chat-log")
+        yield PromptInput(id="prompt")
+        yield StatusBar(demo=self.app.router.demo, id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.conversation.system_prompt = self.app.settings.system_prompt
+        status = self.query_one(StatusBar)
+        status.model = self.app.model
+        status.wallet = self.app.router.address
+        if self.app.router.demo:
+            self.notify(
+                "A local router and a throwaway wallet on a test network: no real money moves.",
+                title="Demo mode",
+                timeout=6,
+            )
+
+    @property
+    def streaming(self) -> bool:
+        """True while an answer is on its way."""
+        return any(worker.is_running for worker in self.workers if worker.group == "turn")
+
+    @on(Worker.StateChanged)
+    def _turn_state_changed(self, event: Worker.StateChanged) -> None:
+        # "Stop" is in the footer only while a turn runs.
+        if event.worker.group == "turn":
+            self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Shown in the footer only while there is an answer to stop.
+        if action == "stop":
+            return self.streaming
+        return True
+
+    # -- a turn --------------------------------------------------------------------------
+
+    @on(PromptInput.Submitted)
+    async def _send(self, event: PromptInput.Submitted) -> None:
+        prompt = self.query_one(PromptInput)
+        if self.streaming:
+            prompt.restore(event.text)
+            self.notify("An answer is still streaming: Esc stops it.", severity="warning")
+            return
+        model = self.app.model
+        question = self.conversation.add(ChatMessage("user", event.text))
+        answer = self.conversation.add(
+            ChatMessage("assistant", "", model=model, status=MessageStatus.STREAMING)
+        )
+        log = self.query_one(ChatLog)
+        view = AnswerMessage(model)
+        await log.mount_all([UserMessage(event.text), view])
+        log.follow()
+        self.post_message(ResponseStarted(model))
+        self._stream(question, answer, view)
+
+    @work(exclusive=True, group="turn", exit_on_error=False)
+    async def _stream(
+        self, question: ChatMessage, answer: ChatMessage, view: AnswerMessage
+    ) -> None:
+        status = self.query_one(StatusBar)
+        stats = self._stats = TurnStats()
+        status.state = ChatState.PAYING
+        status.tokens = ""
+        self._ticker = self.set_interval(STATUS_INTERVAL, self._show_progress)
+        sink = _ViewSink(view, status)
+        settings = TurnSettings(
+            model=answer.model,
+            max_tokens=self.app.max_tokens,
+            temperature=self.app.settings.temperature,
+        )
+        try:
+            await run_turn(self.app.client, self.conversation, answer, settings, sink, stats)
+        except asyncio.CancelledError:
+            answer.status = MessageStatus.STOPPED
+            await self._end_turn(view, answer, stats)
+            if not answer.content:
+                self.query_one(PromptInput).restore(question.content)
+            status.state = ChatState.STOPPED
+            self.post_message(ResponseStopped(answer))
+            raise
+        except (RouterError, PaymentRefused) as exc:
+            message = exc.message
+            answer.status = MessageStatus.FAILED
+            answer.error = message
+            question.status = MessageStatus.FAILED
+            await self._end_turn(view, answer, stats)
+            await view.show_error(message)
+            self.query_one(PromptInput).restore(question.content)
+            status.state = ChatState.ERROR
+            self.notify(message, title="The answer failed", severity="error", timeout=8)
+            self.post_message(ResponseFailed(question.content, message, answer))
+        else:
+            await self._end_turn(view, answer, stats)
+            status.state = ChatState.IDLE
+            self.post_message(ResponseComplete(answer))
+
+    async def _end_turn(self, view: AnswerMessage, answer: ChatMessage, stats: TurnStats) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None
+        await view.body.finish()
+        view.set_footer(answer_footer(answer, stats))
+        status = self.query_one(StatusBar)
+        # The rate is for watching a stream; once it ends the counts say what was used.
+        if answer.usage is not None:
+            usage = answer.usage
+            status.tokens = f"{usage.prompt_tokens} in · {usage.completion_tokens} out tok"
+        else:
+            status.tokens = f"~{stats.output_tokens} out tok" if stats.output_tokens else ""
+        if answer.payment is not None:
+            status.last_charge = answer.payment.amount_usd
+        status.session_spend = self.conversation.spent_usd
+
+    def _show_progress(self) -> None:
+        stats = self._stats
+        if stats is None:
+            return
+        rate = stats.tokens_per_second()
+        # "~" until the router's own count replaces the estimate.
+        tokens = f"{'' if stats.exact else '~'}{stats.output_tokens} tok"
+        self.query_one(StatusBar).tokens = f"{tokens} · {rate:.0f} tok/s" if rate else tokens
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_stop(self) -> None:
+        """Stop the answer being streamed; what arrived stays."""
+        self.workers.cancel_group(self, "turn")
+
+    async def action_new_chat(self) -> None:
+        """Start over with an empty conversation (the model stays)."""
+        self.action_stop()
+        self.conversation = Conversation(system_prompt=self.app.settings.system_prompt)
+        await self.query_one(ChatLog).remove_children()
+        status = self.query_one(StatusBar)
+        status.state = ChatState.IDLE
+        status.tokens = ""
+        status.last_charge = None
+        status.session_spend = self.conversation.spent_usd
+        self.query_one(PromptInput).focus()
+
+
+class _ViewSink:
+    """Draws a turn: the answer's deltas go to its Markdown, payment steps to the status bar."""
+
+    def __init__(self, view: AnswerMessage, status: StatusBar) -> None:
+        self.view = view
+        self.status = status
+        self.text = view.body.feed
+
+    def paying(self, payment: SignedPayment) -> None:
+        self.status.state = ChatState.PAYING
+        self.status.tokens = f"paying {format_usd(payment.amount_usd)}"
+
+    def paid(self) -> None:
+        self.status.state = ChatState.STREAMING
+
+    def reasoning(self, text: str) -> None:
+        self.view.add_reasoning(text)
+
+
+def answer_footer(answer: ChatMessage, stats: TurnStats) -> str:
+    """The dim line under an answer: tokens in/out, what was paid, the transaction."""
+    parts: list[str] = []
+    if answer.status is MessageStatus.STOPPED:
+        parts.append("stopped")
+    if answer.usage is not None:
+        parts.append(
+            f"{answer.usage.prompt_tokens} in / {answer.usage.completion_tokens} out tokens"
+        )
+    elif stats.output_tokens:
+        parts.append(f"~{stats.output_tokens} out tokens")
+    payment = answer.payment
+    if payment is None:
+        parts.append("not charged")
+    elif answer.accepted:
+        parts.append(f"paid {format_usd(payment.amount_usd)} on {payment.network.label}")
+        receipt = answer.receipt
+        if receipt is not None and receipt.success and receipt.transaction:
+            parts.append(f"tx {receipt.transaction}")
+        elif receipt is None:
+            parts.append("no receipt")
+    if answer.status is MessageStatus.STOPPED and payment is not None:
+        parts.append(payment_note(payment, accepted=answer.accepted).strip())
+    return " · ".join(parts)

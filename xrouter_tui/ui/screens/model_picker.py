@@ -1,0 +1,133 @@
+"""The model picker (F2): type to filter by id and name, arrows to move, Enter to pick."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.fuzzy import Matcher
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from xrouter_tui.api import ModelInfo
+
+__all__ = ["ModelPicker", "model_row"]
+
+
+class ModelPicker(ModalScreen[str | None]):
+    """Returns the chosen model's id, or None when closed with Esc."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss_picker", "Close", show=True),
+        Binding("down", "move(1)", "Next", show=False, priority=True),
+        Binding("up", "move(-1)", "Previous", show=False, priority=True),
+        Binding("pagedown", "move(10)", show=False, priority=True),
+        Binding("pageup", "move(-10)", show=False, priority=True),
+    ]
+
+    def __init__(
+        self, models: Sequence[ModelInfo], *, current: str, recent: Sequence[str] = ()
+    ) -> None:
+        super().__init__()
+        self.models = list(models)
+        self.current = current
+        self.recent = set(recent)
+        self._shown: list[ModelInfo] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="picker"):
+            yield Label(
+                f"Model · {len(self.models)} available · now {self.current}", id="picker-title"
+            )
+            yield Input(placeholder="Type to filter by id or name", id="picker-filter")
+            yield OptionList(id="picker-list")
+            yield Label("↑↓ move · Enter pick · Esc close", id="picker-help")
+
+    def on_mount(self) -> None:
+        self._show("")
+        self.query_one(Input).focus()
+
+    @on(Input.Changed, "#picker-filter")
+    def _filter(self, event: Input.Changed) -> None:
+        self._show(event.value)
+
+    @on(Input.Submitted, "#picker-filter")
+    def _pick_highlighted(self) -> None:
+        options = self.query_one(OptionList)
+        if options.highlighted is not None and self._shown:
+            self.dismiss(self._shown[options.highlighted].id)
+
+    @on(OptionList.OptionSelected, "#picker-list")
+    def _pick_clicked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self._shown[event.option_index].id)
+
+    def action_move(self, step: int) -> None:
+        options = self.query_one(OptionList)
+        if not self._shown:
+            return
+        now = options.highlighted if options.highlighted is not None else 0
+        options.highlighted = max(0, min(len(self._shown) - 1, now + step))
+
+    def action_dismiss_picker(self) -> None:
+        self.dismiss(None)
+
+    def _show(self, query: str) -> None:
+        query = query.strip()
+        if query:
+            matcher = Matcher(query)
+            scored = [
+                (max(matcher.match(model.id), matcher.match(model.name)), model)
+                for model in self.models
+            ]
+            # A stable sort keeps the recent-first order among equally good matches.
+            scored = sorted((item for item in scored if item[0] > 0), key=lambda i: -i[0])
+            self._shown = [model for _score, model in scored]
+        else:
+            self._shown = list(self.models)
+        options = self.query_one(OptionList)
+        options.clear_options()
+        width = max((len(model.id) for model in self._shown), default=0)
+        options.add_options(
+            Option(model_row(model, width, recent=model.id in self.recent), id=model.id)
+            for model in self._shown
+        )
+        if self._shown:
+            ids = [model.id for model in self._shown]
+            options.highlighted = (
+                ids.index(self.current) if not query and self.current in ids else 0
+            )
+
+
+def model_row(model: ModelInfo, id_width: int, *, recent: bool = False) -> Text:
+    """One row: id, name, $ per 1M input / output tokens, context length."""
+    row = Text()
+    row.append("• " if recent else "  ", style="bold")
+    row.append(model.id.ljust(id_width), style="bold")
+    row.append("  ")
+    row.append(_price(model.input_per_1m_usd).rjust(8))
+    row.append(" /", style="dim")
+    row.append(_price(model.output_per_1m_usd).rjust(8))
+    row.append(" per 1M", style="dim")
+    row.append(f"  {_context(model.context_length):>6}")
+    row.append(f"  {model.name}", style="italic")
+    return row
+
+
+def _price(usd: Decimal | None) -> str:
+    if usd is None:
+        return "?"
+    return f"${usd:,.2f}" if usd >= 1 or usd == 0 else f"${usd.normalize():f}"
+
+
+def _context(tokens: int | None) -> str:
+    if not tokens:
+        return "? ctx"
+    if tokens >= 1_000_000:
+        return f"{tokens / 1_000_000:g}M ctx"
+    return f"{round(tokens / 1000)}K ctx"

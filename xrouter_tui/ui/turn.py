@@ -1,0 +1,118 @@
+"""One chat turn as plain async code: pay, stream, and keep count, with no widgets in sight.
+
+The chat screen wraps `run_turn` in an exclusive worker and gives it an `AnswerSink` that
+draws; tests and benchmarks can drive it with any sink.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from xrouter_tui.api import Delta, Done, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
+from xrouter_tui.payments import SignedPayment
+
+__all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]
+
+
+class AnswerSink(Protocol):
+    """Where a turn's answer goes as it arrives."""
+
+    def paying(self, payment: SignedPayment) -> None:
+        """A payment was signed and is about to be sent."""
+
+    def paid(self) -> None:
+        """The router took the payment; the answer comes next."""
+
+    def text(self, text: str) -> None:
+        """A piece of the answer (called once per delta: keep it cheap)."""
+
+    def reasoning(self, text: str) -> None:
+        """A piece of the model's reasoning."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnSettings:
+    """What a turn asks of which model."""
+
+    model: str
+    max_tokens: int
+    temperature: float | None = None
+
+
+@dataclass(slots=True)
+class TurnStats:
+    """Live counts of the turn being streamed; the status bar samples them."""
+
+    started: float = field(default_factory=time.monotonic)
+    first_text_at: float | None = None
+    last_text_at: float | None = None
+    # One delta is about one token on every router we know; the server's usage replaces it.
+    output_tokens: int = 0
+    prompt_tokens: int | None = None
+    exact: bool = False
+
+    def tokens_per_second(self) -> float | None:
+        if self.first_text_at is None or self.last_text_at is None:
+            return None
+        elapsed = self.last_text_at - self.first_text_at
+        return self.output_tokens / elapsed if elapsed > 0.05 else None
+
+
+async def run_turn(
+    client: RouterClient,
+    conversation: Conversation,
+    answer: ChatMessage,
+    settings: TurnSettings,
+    sink: AnswerSink,
+    stats: TurnStats,
+) -> None:
+    """Send the conversation so far, pay once, and grow `answer` as the reply streams in.
+
+    `answer` may already be in `conversation`: without text it is not sent. On success it ends
+    `COMPLETE`; on an error the caller marks it (it knows whether the user stopped it or
+    something failed).
+    """
+    history = conversation.history()
+
+    def signed(payment: SignedPayment) -> None:
+        answer.payment = payment
+        sink.paying(payment)
+
+    parts: list[str] = []
+    try:
+        async for event in client.stream_chat(
+            history,
+            model=settings.model,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            on_signed=signed,
+        ):
+            if type(event) is Delta:
+                # The hot path: a few attribute writes and the sink's cheap `text`.
+                parts.append(event.text)
+                now = time.monotonic()
+                if stats.first_text_at is None:
+                    stats.first_text_at = now
+                stats.last_text_at = now
+                if not stats.exact:
+                    stats.output_tokens += 1
+                sink.text(event.text)
+            elif isinstance(event, Paid):
+                answer.accepted = True
+                answer.receipt = event.receipt
+                sink.paid()
+            elif isinstance(event, Reasoning):
+                sink.reasoning(event.text)
+            elif isinstance(event, Usage):
+                answer.usage = event
+                stats.output_tokens = event.completion_tokens
+                stats.prompt_tokens = event.prompt_tokens
+                stats.exact = True
+            elif isinstance(event, Done):
+                pass
+    finally:
+        answer.content = "".join(parts)
+    answer.status = MessageStatus.COMPLETE

@@ -1,0 +1,87 @@
+"""The prompt box: Enter sends, Shift+Enter or ctrl+j starts a new line, Up recalls."""
+
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+__all__ = ["PromptInput"]
+
+
+class PromptInput(TextArea):
+    """A multi-line prompt that sends on Enter and remembers what was sent."""
+
+    class Submitted(Message):
+        """The user sent `text` (never empty or blank)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, compact=True)
+        self.placeholder = "Ask anything · Enter sends · Shift+Enter or ctrl+j for a new line"
+        self._sent: list[str] = []
+        # Where Up/Down browsing stands in `_sent`; None when the box holds the user's own text.
+        self._recalled: int | None = None
+
+    async def _on_key(self, event: events.Key) -> None:
+        key = event.key
+        if key == "enter":
+            self._stop(event)
+            self.submit()
+        elif key in ("shift+enter", "ctrl+j"):
+            self._stop(event)
+            self.insert("\n")
+        elif key == "up" and self._may_recall_older():
+            self._stop(event)
+            self._recall(len(self._sent) - 1 if self._recalled is None else self._recalled - 1)
+        elif key == "down" and self._recalled is not None and self._on_last_row():
+            self._stop(event)
+            self._recall(self._recalled + 1)
+        else:
+            await super()._on_key(event)
+
+    def submit(self) -> None:
+        """Send what is in the box, unless it is blank."""
+        text = self.text
+        if not text.strip():
+            return
+        if not self._sent or self._sent[-1] != text:
+            self._sent.append(text)
+        self._recalled = None
+        self.clear()
+        self.post_message(self.Submitted(text))
+
+    def restore(self, text: str) -> None:
+        """Put `text` back in the box (a turn that failed), unless the user typed meanwhile."""
+        if self.text.strip():
+            return
+        self.load_text(text)
+        self.move_cursor(self.document.end)
+        self._recalled = None
+
+    def _may_recall_older(self) -> bool:
+        if not self._sent:
+            return False
+        if self._recalled is None:
+            return not self.text
+        return self._recalled > 0 and self.cursor_location[0] == 0
+
+    def _on_last_row(self) -> bool:
+        return self.cursor_location[0] == self.document.line_count - 1
+
+    def _recall(self, index: int) -> None:
+        if index >= len(self._sent):
+            self._recalled = None
+            self.clear()
+            return
+        self._recalled = index
+        self.load_text(self._sent[index])
+        self.move_cursor(self.document.end)
+
+    @staticmethod
+    def _stop(event: events.Key) -> None:
+        event.stop()
+        event.prevent_default()

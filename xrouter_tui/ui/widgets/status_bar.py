@@ -1,0 +1,89 @@
+"""The status bar: model, state, live tokens and rate, last charge, session spend, wallet."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from xrouter_tui.payments import format_usd, short_address
+
+__all__ = ["ChatState", "StatusBar"]
+
+
+class ChatState(StrEnum):
+    """What the chat is doing, in the words the status bar shows."""
+
+    IDLE = "idle"
+    PAYING = "paying"
+    STREAMING = "streaming"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class StatusBar(Widget):
+    """One line under the prompt, drawn as one piece of text: cheap to update many times a
+    second, and it drops words before numbers when the terminal is narrow."""
+
+    COMPONENT_CLASSES = {
+        "status-bar--demo",
+        "status-bar--model",
+        "status-bar--idle",
+        "status-bar--busy",
+        "status-bar--stopped",
+        "status-bar--error",
+        "status-bar--muted",
+    }
+
+    model: reactive[str] = reactive("")
+    state: reactive[ChatState] = reactive(ChatState.IDLE)
+    tokens: reactive[str] = reactive("")
+    last_charge: reactive[Decimal | None] = reactive(None)
+    session_spend: reactive[Decimal] = reactive(Decimal(0))
+    wallet: reactive[str] = reactive("")
+
+    def __init__(self, *, demo: bool = False, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.demo = demo
+
+    def render(self) -> Text:
+        width = self.content_size.width
+        for wordy in (True, False):
+            text = self._line(wordy=wordy)
+            if text.cell_len <= width:
+                return text
+        text.truncate(width, overflow="ellipsis")
+        return text
+
+    def _line(self, *, wordy: bool) -> Text:
+        style = self.get_component_rich_style
+        state_class = {
+            ChatState.IDLE: "status-bar--idle",
+            ChatState.PAYING: "status-bar--busy",
+            ChatState.STREAMING: "status-bar--busy",
+            ChatState.STOPPED: "status-bar--stopped",
+            ChatState.ERROR: "status-bar--error",
+        }[self.state]
+        last = "—" if self.last_charge is None else format_usd(self.last_charge)
+        spend = format_usd(self.session_spend)
+        money = f"last {last}  session {spend}" if wordy else f"{last} / {spend}"
+        parts: list[tuple[str, str]] = []
+        if self.demo:
+            parts.append((" DEMO ", "status-bar--demo"))
+        parts.append((self.model or "no model", "status-bar--model"))
+        parts.append((self.state.value, state_class))
+        if self.tokens:
+            parts.append((self.tokens, ""))
+        parts.append((money, "status-bar--muted"))
+        parts.append(
+            (short_address(self.wallet) if self.wallet else "no wallet", "status-bar--muted")
+        )
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for index, (piece, component) in enumerate(parts):
+            if index:
+                line.append("  ")
+            line.append(piece, style(component) if component else "")
+        return line
