@@ -283,3 +283,12 @@ def test_options_before_the_command_word_count_too():
     result = run("--demo", "-m", "openai/gpt-4o", "ask", "hi")
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("openai/gpt-4o · ")
+
+
+def test_the_chat_needs_a_terminal():
+    result = run("--demo")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "xrouter-tui: the chat needs a terminal; for pipes and scripts use: xrouter-tui ask"
+    )
+    assert result.stdout == ""

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from xrouter_tui.config import Settings
+from xrouter_tui.config import Settings, load_settings
 from xrouter_tui.devserver import DevServerConfig, RunningDevServer, start_dev_server
 from xrouter_tui.payments import BASE_SEPOLIA
 from xrouter_tui.ui import ChatApp, RouterSetup
@@ -26,16 +26,17 @@ class DemoChat:
 
 
 def make_app(
-    router: RunningDevServer,
+    url: str,
     account: LocalAccount | None = None,
     *,
     settings: Settings | None = None,
     model: str | None = None,
+    demo: bool = True,
 ) -> ChatApp:
-    """The chat app paying `router` on Base Sepolia, as in demo mode."""
+    """The chat app paying the router at `url` on Base Sepolia, with the settings on disk."""
     account = account or Account.from_key(TEST_KEY)
-    setup = RouterSetup(router.url, account, (BASE_SEPOLIA,), demo=True)
-    return ChatApp(settings or Settings(), setup, model=model)
+    setup = RouterSetup(url, account, (BASE_SEPOLIA,), demo=demo)
+    return ChatApp(settings or load_settings(), setup, model=model)
 
 
 @contextmanager
@@ -44,4 +45,4 @@ def demo_chat(config: DevServerConfig | None = None, **app_options) -> Iterator[
     config = config or DevServerConfig(network=BASE_SEPOLIA.v1_name)
     account = Account.from_key(TEST_KEY)
     with start_dev_server(config) as router:
-        yield DemoChat(make_app(router, account, **app_options), router, account)
+        yield DemoChat(make_app(router.url, account, **app_options), router, account)

@@ -174,6 +174,7 @@ class _Handlers:
             network=network,
             transaction=x402.transaction_hash(check.nonce),
             model=chat.model.id,
+            messages=tuple(chat.messages),
         )
         state.record_payment(payment)
         if "paid-http-error" in faults:

@@ -120,6 +120,8 @@ class AcceptedPayment:
     network: str
     transaction: str
     model: str
+    # The conversation the paid request sent, so tests can see what each turn carried.
+    messages: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
