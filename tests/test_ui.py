@@ -23,6 +23,7 @@ from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.model_catalog import FALLBACK_MODELS
 from xrouter_tui.payments import BASE_SEPOLIA
+from xrouter_tui.ui import ChatApp, RouterSetup
 from xrouter_tui.ui.messages import (
     ModelChanged,
     ResponseComplete,
@@ -246,6 +247,20 @@ async def test_an_unreachable_router_is_an_error_in_plain_words():
         error = posted.of(ResponseFailed)[0].error
         assert "Traceback" not in error and error.endswith(".")
         assert prompt(pilot).text == "hello?"
+
+
+async def test_without_a_wallet_the_chat_starts_and_says_what_to_do():
+    posted = Posted()
+    with start_dev_server(DevServerConfig()) as router:
+        app = ChatApp(load_settings(), RouterSetup(router.url, None, (BASE_SEPOLIA,)))
+        async with app.run_test(size=SIZE, message_hook=posted) as pilot:
+            assert any("XROUTER_PRIVATE_KEY" in n.message for n in app._notifications)
+            assert "no wallet" in status_text(pilot)
+            await send(pilot, "hello")
+            await until(pilot, lambda: posted.of(ResponseFailed), "the failure")
+            assert "no wallet key is set up" in posted.of(ResponseFailed)[0].error
+            assert prompt(pilot).text == "hello"
+        assert router.state.paid_requests == 0
 
 
 async def test_sending_while_an_answer_streams_keeps_the_new_prompt():

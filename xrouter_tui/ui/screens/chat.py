@@ -65,6 +65,13 @@ class ChatScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.model = self.app.model
         status.wallet = self.app.router.address
+        if self.app.router.account is None and not self.app.router.demo:
+            self.notify(
+                "No wallet key: set XROUTER_PRIVATE_KEY to pay for answers, or try --demo.",
+                title="No wallet",
+                severity="warning",
+                timeout=10,
+            )
         if self.app.router.demo:
             self.notify(
                 "A local router and a throwaway wallet on a test network: no real money moves.",
