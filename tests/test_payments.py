@@ -278,7 +278,10 @@ def test_rejections_read_as_plain_sentences():
         network=BASE,
         amount_usd=Decimal("0.0135"),
     )
-    assert text.startswith("Not enough USDC in 0xAbC0…0dEf on Base: the request needs $0.0135.")
+    assert text == (
+        "Not enough USDC in 0xAbC0…0dEf on Base: the request needs $0.0135 "
+        "(invalid_exact_evm_insufficient_balance)."
+    )
     unknown = explain_rejection("something_new", payer=payer, network=BASE, amount_usd=Decimal(1))
     assert "(something_new)" in unknown
 
@@ -310,4 +313,4 @@ def test_every_known_facilitator_code_has_its_own_sentence(code):
     payer = "0x" + "12" * 20
     text = explain_rejection(code, payer=payer, network=BASE, amount_usd=Decimal("0.01"))
     assert not text.startswith("The router refused the payment.")
-    assert text.endswith(f"({code})")
+    assert text.endswith((f"({code}).", f"({code})"))

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import OptionList
@@ -225,7 +226,7 @@ async def test_a_failed_turn_shows_the_error_and_gives_the_prompt_back():
             assert prompt(pilot).text == "will this be paid?", "the prompt is back in the box"
             block = pilot.app.chat.query_one(ErrorBlock)
             assert "USDC" in str(block.render()), str(block.render())
-            assert any("USDC" in n.message for n in pilot.app._notifications)
+            assert any("not accepted" in n.message for n in pilot.app._notifications)
             assert status(pilot).state is ChatState.ERROR
             assert status(pilot).session_spend == 0
 
@@ -377,24 +378,34 @@ async def test_the_command_palette_copies_the_last_answer_and_its_code():
             answer = posted.of(ResponseComplete)[0].answer.content
 
             await run_command(pilot, "copy last answer")
-            assert pilot.app.clipboard == answer
+            await until(pilot, lambda: pilot.app.clipboard == answer, "the answer copied")
             await run_command(pilot, "copy last code block")
-            assert pilot.app.clipboard.startswith("def ")
+            await until(pilot, lambda: pilot.app.clipboard.startswith("def "), "the code copied")
             assert pilot.app.clipboard in answer and "```" not in pilot.app.clipboard
 
             await run_command(pilot, "new chat")
-            assert not pilot.app.chat.query(AnswerMessage)
+            await until(pilot, lambda: not pilot.app.chat.query(AnswerMessage), "an empty log")
             assert pilot.app.chat.conversation.messages == []
             assert status(pilot).session_spend == 0
 
 
 async def run_command(pilot: Pilot, title: str) -> None:
+    """Run a command palette entry by typing its title, once the palette shows it first."""
     await pilot.press("ctrl+p")
-    await pilot.pause()
+    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the palette")
     await pilot.press(*title)
-    await pilot.pause(0.3)
+    options = pilot.app.screen.query_one(CommandList)
+
+    def shown_first() -> bool:
+        if options.option_count == 0 or options.highlighted is None:
+            return False
+        prompt_text = str(options.get_option_at_index(options.highlighted).prompt)
+        return prompt_text.lower().startswith(title.lower())
+
+    await until(pilot, shown_first, f"{title!r} in the palette")
     await pilot.press("enter")
-    await pilot.pause(0.2)
+    await until(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), "it to close")
+    await pilot.pause()
 
 
 async def test_the_theme_is_remembered():

@@ -263,7 +263,7 @@ class RouterClient:
             code, payer=payment.payer, network=payment.network, amount_usd=payment.amount_usd
         )
         return PaymentRejected(
-            f"The payment was not accepted: {sentence} Nothing was charged for it, "
+            f"The payment was not accepted. {sentence} Nothing was charged for it, "
             "and it will not be resent.",
             code=code,
             payment=payment,

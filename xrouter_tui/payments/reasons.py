@@ -21,7 +21,7 @@ def explain_rejection(
     network: Network,
     amount_usd: Decimal,
 ) -> str:
-    """Why the router refused a signed payment, in plain words (the code stays at the end)."""
+    """Why the router refused a signed payment, in plain words, naming the code at the end."""
     wallet = short_address(payer)
     where = network.label
     amount = format_usd(amount_usd)
@@ -79,4 +79,7 @@ def explain_rejection(
     sentence = known.get(code)
     if sentence is None:
         sentence = "The router refused the payment."
-    return f"{sentence} ({code})" if code else sentence
+    if not code:
+        return sentence
+    # The code goes inside the sentence, before its full stop, so sentences still read as prose.
+    return f"{sentence[:-1]} ({code})." if sentence.endswith(".") else f"{sentence} ({code})"

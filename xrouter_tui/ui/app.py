@@ -157,14 +157,20 @@ class ChatApp(App[None]):
         self.model = model
         self.chat.query_one(StatusBar).model = model
         try:
-            self.catalog.remember(model)
             save_setting("model", model, self.env)
-        except (ConfigError, OSError) as exc:
+        except ConfigError as exc:
             self.notify(
                 f"{model} is used now but could not be remembered: {exc}", severity="warning"
             )
         self.chat.post_message(ModelChanged(model))
         self.notify(f"Model: {model}", timeout=2)
+
+    def remember_model_use(self, model: str) -> None:
+        """Count `model` as used lately, so the picker lists it first next time."""
+        try:
+            self.catalog.remember(model)
+        except OSError as exc:
+            self.log.warning(f"recent models not saved: {exc}")
 
     # -- keys ----------------------------------------------------------------------------
 

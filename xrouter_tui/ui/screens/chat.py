@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -115,6 +116,7 @@ class ChatScreen(Screen[None]):
         await log.mount_all([UserMessage(event.text), view])
         log.follow()
         self.post_message(ResponseStarted(model))
+        self.app.remember_model_use(model)
         self._stream(question, answer, view)
 
     @work(exclusive=True, group="turn", exit_on_error=False)
@@ -126,7 +128,7 @@ class ChatScreen(Screen[None]):
         status.state = ChatState.PAYING
         status.tokens = ""
         self._ticker = self.set_interval(STATUS_INTERVAL, self._show_progress)
-        sink = _ViewSink(view, status)
+        sink = _ViewSink(view, status, lambda: self._show_money(answer))
         settings = TurnSettings(
             model=answer.model,
             max_tokens=self.app.max_tokens,
@@ -151,7 +153,8 @@ class ChatScreen(Screen[None]):
             await view.show_error(message)
             self.query_one(PromptInput).restore(question.content)
             status.state = ChatState.ERROR
-            self.notify(message, title="The answer failed", severity="error", timeout=8)
+            # The whole story is in the block under the turn; the toast only points at it.
+            self.notify(_first_sentence(message), title="The answer failed", severity="error")
             self.post_message(ResponseFailed(question.content, message, answer))
         else:
             await self._end_turn(view, answer, stats)
@@ -171,8 +174,15 @@ class ChatScreen(Screen[None]):
             status.tokens = f"{usage.prompt_tokens} in · {usage.completion_tokens} out tok"
         else:
             status.tokens = f"~{stats.output_tokens} out tok" if stats.output_tokens else ""
-        if answer.payment is not None:
-            status.last_charge = answer.payment.amount_usd
+        if not answer.content:
+            view.body.display = False
+        self._show_money(answer)
+
+    def _show_money(self, answer: ChatMessage) -> None:
+        """The last charge and the session's spend, counting only payments the router took."""
+        status = self.query_one(StatusBar)
+        if answer.accepted:
+            status.last_charge = answer.charged_usd
         status.session_spend = self.conversation.spent_usd
 
     def _show_progress(self) -> None:
@@ -206,10 +216,13 @@ class ChatScreen(Screen[None]):
 class _ViewSink:
     """Draws a turn: the answer's deltas go to its Markdown, payment steps to the status bar."""
 
-    def __init__(self, view: AnswerMessage, status: StatusBar) -> None:
+    def __init__(
+        self, view: AnswerMessage, status: StatusBar, show_money: Callable[[], None]
+    ) -> None:
         self.view = view
         self.status = status
         self.text = view.body.feed
+        self._show_money = show_money
 
     def paying(self, payment: SignedPayment) -> None:
         self.status.state = ChatState.PAYING
@@ -217,9 +230,16 @@ class _ViewSink:
 
     def paid(self) -> None:
         self.status.state = ChatState.STREAMING
+        self._show_money()
 
     def reasoning(self, text: str) -> None:
         self.view.add_reasoning(text)
+
+
+def _first_sentence(message: str) -> str:
+    """The first sentence of `message`: enough for a notification."""
+    head, dot, rest = message.partition(". ")
+    return f"{head}." if dot and rest else message
 
 
 def answer_footer(answer: ChatMessage, stats: TurnStats) -> str:
@@ -244,5 +264,8 @@ def answer_footer(answer: ChatMessage, stats: TurnStats) -> str:
         elif receipt is None:
             parts.append("no receipt")
     if answer.status is MessageStatus.STOPPED and payment is not None:
-        parts.append(payment_note(payment, accepted=answer.accepted).strip())
+        if answer.accepted:
+            parts.append("sending it again is a new charge")
+        else:
+            parts.append(payment_note(payment, accepted=False).strip())
     return " · ".join(parts)

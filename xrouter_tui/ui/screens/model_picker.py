@@ -47,7 +47,9 @@ class ModelPicker(ModalScreen[str | None]):
             )
             yield Input(placeholder="Type to filter by id or name", id="picker-filter")
             yield OptionList(id="picker-list")
-            yield Label("↑↓ move · Enter pick · Esc close", id="picker-help")
+            yield Label(
+                "↑↓ move · Enter pick · Esc close · ✓ in use · • used lately", id="picker-help"
+            )
 
     def on_mount(self) -> None:
         self._show("")
@@ -94,7 +96,12 @@ class ModelPicker(ModalScreen[str | None]):
         options.clear_options()
         width = max((len(model.id) for model in self._shown), default=0)
         options.add_options(
-            Option(model_row(model, width, recent=model.id in self.recent), id=model.id)
+            Option(
+                model_row(
+                    model, width, recent=model.id in self.recent, current=model.id == self.current
+                ),
+                id=model.id,
+            )
             for model in self._shown
         )
         if self._shown:
@@ -104,10 +111,13 @@ class ModelPicker(ModalScreen[str | None]):
             )
 
 
-def model_row(model: ModelInfo, id_width: int, *, recent: bool = False) -> Text:
-    """One row: id, name, $ per 1M input / output tokens, context length."""
+def model_row(
+    model: ModelInfo, id_width: int, *, recent: bool = False, current: bool = False
+) -> Text:
+    """One row: a mark (✓ in use, • used lately), id, $ per 1M input / output tokens, context
+    length, and the name without its "Provider: " prefix (the id already names the provider)."""
     row = Text()
-    row.append("• " if recent else "  ", style="bold")
+    row.append("✓ " if current else "• " if recent else "  ", style="bold")
     row.append(model.id.ljust(id_width), style="bold")
     row.append("  ")
     row.append(_price(model.input_per_1m_usd).rjust(8))
@@ -115,14 +125,15 @@ def model_row(model: ModelInfo, id_width: int, *, recent: bool = False) -> Text:
     row.append(_price(model.output_per_1m_usd).rjust(8))
     row.append(" per 1M", style="dim")
     row.append(f"  {_context(model.context_length):>6}")
-    row.append(f"  {model.name}", style="italic")
+    row.append(f"  {model.name.partition(': ')[2] or model.name}", style="italic")
     return row
 
 
 def _price(usd: Decimal | None) -> str:
     if usd is None:
         return "?"
-    return f"${usd:,.2f}" if usd >= 1 or usd == 0 else f"${usd.normalize():f}"
+    # Cents for most prices, so a column lines up; more digits only below a cent.
+    return f"${usd:,.2f}" if usd >= Decimal("0.01") or usd == 0 else f"${usd.normalize():f}"
 
 
 def _context(tokens: int | None) -> str:
