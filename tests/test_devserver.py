@@ -179,6 +179,25 @@ def test_reply_has_the_requested_number_of_token_sized_pieces() -> None:
     assert "### 5." in long
 
 
+def test_reply_of_a_given_size_in_a_given_number_of_deltas() -> None:
+    # What benchmarks/bench_chat.py streams: ~27 KB of Markdown in 5,000 deltas.
+    reply = make_reply("hello", deltas=5000, min_bytes=27_000)
+    text = reply.text
+    assert len(reply.content) == 5000 and all(reply.content)
+    assert 27_000 <= len(text.encode()) < 27_500
+    # Whole sections, nothing cut: the same text as without a delta count.
+    assert text == make_reply("hello", min_bytes=27_000).text
+    assert text.count("```") % 2 == 0 and text.endswith("\n")
+    assert all(kind in text for kind in ("\n### ", "\n- ", "```python\n", "|------|"))
+    # More deltas than the size needs: sections go on until there are enough pieces.
+    many = make_reply("hello", deltas=600, min_bytes=100)
+    assert len(many.content) == 600 and all(many.content)
+    assert many.text.count("```") % 2 == 0 and many.text.endswith("\n")
+    assert make_reply("hello", deltas=0, min_bytes=1000).content == ()
+    with pytest.raises(ValueError):
+        make_reply("hello", min_bytes=-1)
+
+
 def test_reply_markdown_and_reasoning() -> None:
     prompt = "Why is the sky blue? " * 10
     reply = make_reply(prompt, "deepseek/deepseek-r1")
@@ -352,6 +371,17 @@ def test_a_paid_stream_carries_the_whole_reply(
     assert dev.state.paid_requests == 1
     # Counted just after the last chunk is sent, so possibly a moment after the client has it.
     assert wait_for(lambda: dev.state.completed_streams == 1)
+
+
+def test_a_stream_of_a_given_size(dev: RunningDevServer, client: httpx.Client) -> None:
+    dev.config.reply_deltas = 100
+    dev.config.reply_bytes = 3000
+    _, raw, _ = paid_stream(client, stream_body(max_tokens=1000))
+    events = chunks(raw)
+    text = content_of(events)
+    assert text == make_reply(PROMPT, deltas=100, min_bytes=3000).text
+    assert len(text.encode()) >= 3000
+    assert events[-1]["usage"]["completion_tokens"] == 100
 
 
 def test_a_paid_request_without_stream_gets_json(
@@ -852,6 +882,7 @@ def test_arguments_make_a_config() -> None:
             "--fault=split",
             "--fault=crlf",
             "--deltas=10",
+            "--reply-bytes=2000",
             "--delay=0.01",
             "--fault-after=3",
             "--stall=1.5",
@@ -862,10 +893,15 @@ def test_arguments_make_a_config() -> None:
     assert config.x402_version == 2 and config.resolved_network.chain_id == 8453
     assert config.faults == {"split", "crlf"}
     assert (config.reply_deltas, config.delta_delay, config.fault_after) == (10, 0.01, 3)
-    assert config.stall_seconds == 1.5
+    assert config.stall_seconds == 1.5 and config.reply_bytes == 2000
     defaults = config_from_args(parser.parse_args([]))
     assert defaults == DevServerConfig(network="base")  # the command mimics X-Router
-    for bad in (["--fault", "explode"], ["--network", "mars"], ["--deltas", "-1"]):
+    for bad in (
+        ["--fault", "explode"],
+        ["--network", "mars"],
+        ["--deltas", "-1"],
+        ["--reply-bytes", "-1"],
+    ):
         with pytest.raises(SystemExit):
             parser.parse_args(bad)
 

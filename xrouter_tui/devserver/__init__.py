@@ -86,6 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="stream exactly this many content deltas (default: about 200)",
     )
     parser.add_argument(
+        "--reply-bytes",
+        type=_non_negative(int),
+        default=None,
+        metavar="N",
+        help="make the reply at least N bytes of Markdown, in --deltas pieces however many "
+        "bytes each takes (default: pieces of 1-6 characters)",
+    )
+    parser.add_argument(
         "--delay",
         type=_non_negative(float),
         default=0.0,
@@ -113,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         network=getattr(args, "network", defaults.network),
         faults=set(getattr(args, "fault", None) or ()),
         reply_deltas=getattr(args, "deltas", defaults.reply_deltas),
+        reply_bytes=getattr(args, "reply_bytes", defaults.reply_bytes),
         delta_delay=getattr(args, "delay", defaults.delta_delay),
         fault_after=getattr(args, "fault_after", defaults.fault_after),
         stall_seconds=getattr(args, "stall", defaults.stall_seconds),

@@ -183,7 +183,7 @@ class _Handlers:
         headers = (
             {} if "no-receipt" in faults else x402.receipt_header(config.x402_version, payment)
         )
-        reply = make_reply(chat.prompt, chat.model.id, config.reply_deltas)
+        reply = make_reply(chat.prompt, chat.model.id, config.reply_deltas, config.reply_bytes)
         answer = Answer.build(chat, reply, price)
         if chat.stream and "ignore-stream" not in faults:
             chunks = frame(stream_events(answer, config, faults), faults)

@@ -4,6 +4,7 @@ a heading, paragraphs, a list, a code fence, a table and multi-byte UTF-8.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 from dataclasses import dataclass
@@ -67,15 +68,35 @@ def split_into_pieces(text: str) -> list[str]:
     return pieces
 
 
-def make_reply(prompt: str, model: str = "", deltas: int | None = None) -> Reply:
-    """The reply to `prompt`: about `NATURAL_DELTAS` content pieces, or exactly `deltas`."""
+def make_reply(
+    prompt: str, model: str = "", deltas: int | None = None, min_bytes: int | None = None
+) -> Reply:
+    """The reply to `prompt`: about `NATURAL_DELTAS` content pieces, or exactly `deltas`.
+
+    With `min_bytes`, whole sections are added until the text is at least that many bytes of
+    UTF-8 (and, with `deltas`, has at least that many pieces); then neighbouring pieces are
+    joined, evenly, into exactly `deltas`, so they may be longer than `MAX_PIECE_CHARS`. A big
+    reply in few deltas is what a benchmark of rendering needs; nothing is cut off.
+    """
     if deltas is not None and deltas < 0:
         raise ValueError("deltas must be zero or more")
+    if min_bytes is not None and min_bytes < 0:
+        raise ValueError("min_bytes must be zero or more")
     title = _title(prompt)
     seed = zlib.crc32(prompt.encode("utf-8"))
     blocks = [_first_section(title, seed)]
     pieces = split_into_pieces(blocks[0])
-    if deltas is not None:
+    if min_bytes is not None:
+        size = len(blocks[0].encode("utf-8"))
+        number = 2
+        while size < min_bytes or (deltas is not None and len(pieces) < deltas):
+            section = _extra_section(number, title)
+            size += len(section.encode("utf-8"))
+            pieces.extend(split_into_pieces(section))
+            number += 1
+        if deltas is not None:
+            pieces = _join_evenly(pieces, deltas)
+    elif deltas is not None:
         number = 2
         while len(pieces) < deltas:
             section = _extra_section(number, title)
@@ -153,6 +174,13 @@ def _reasoning(title: str) -> str:
         f'The user asks about "{title}". I should give a heading, a short explanation, '
         "a list, a Python example and a table, then a one-line summary."
     )
+
+
+def _join_evenly(pieces: list[str], wanted: int) -> list[str]:
+    """Exactly `wanted` pieces (no more than there are), each of one or more neighbours."""
+    count = len(pieces)
+    bounds = [index * count // wanted for index in range(wanted + 1)] if wanted else [0]
+    return ["".join(pieces[start:end]) for start, end in itertools.pairwise(bounds)]
 
 
 def _fit(pieces: list[str], wanted: int) -> list[str]:

@@ -61,6 +61,8 @@ class DevServerConfig:
     pay_to: str = DEFAULT_PAY_TO
     max_timeout_seconds: int = 120
     reply_deltas: int | None = None
+    # At least this many bytes of reply, in `reply_deltas` pieces: a benchmark's big reply.
+    reply_bytes: int | None = None
     delta_delay: float = 0.0
     faults: set[str] = field(default_factory=set)
     fault_after: int = 5
@@ -103,8 +105,8 @@ def _checked(name: str, value: Any) -> Any:
         raise ValueError(f"pay_to must be an 0x address, not {value!r}")
     if name == "models_shape" and value not in MODELS_SHAPES:
         raise ValueError(f"models_shape must be one of {', '.join(MODELS_SHAPES)}")
-    if name == "reply_deltas" and value is not None and value < 0:
-        raise ValueError("reply_deltas must be zero or more")
+    if name in ("reply_deltas", "reply_bytes") and value is not None and value < 0:
+        raise ValueError(f"{name} must be zero or more")
     if name in ("delta_delay", "stall_seconds", "fault_after") and value < 0:
         raise ValueError(f"{name} must be zero or more")
     return value
