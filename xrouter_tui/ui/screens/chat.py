@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,12 @@ __all__ = ["ChatScreen", "answer_footer"]
 
 # How often the status bar samples the live token count while an answer streams.
 STATUS_INTERVAL = 0.1
+# The garbage collector's thresholds while an answer streams. Each frame of a streaming answer
+# leaves thousands of short-lived cyclic objects (strips and their caches); CPython's default
+# young generation (700) promotes them, and a full collection of the whole heap (0.1-0.3 s on a
+# long answer) then stalls the stream and the keys about once a second. A young generation of
+# 10,000 lets them die young (a collection of it takes 1-3 ms), and full collections wait.
+STREAMING_GC_THRESHOLDS = (10_000, 10, 100)
 
 
 class ChatScreen(Screen[None]):
@@ -134,6 +141,8 @@ class ChatScreen(Screen[None]):
             max_tokens=self.app.max_tokens,
             temperature=self.app.settings.temperature,
         )
+        previous_gc_thresholds = gc.get_threshold()
+        gc.set_threshold(*STREAMING_GC_THRESHOLDS)
         try:
             await run_turn(self.app.client, self.conversation, answer, settings, sink, stats)
         except asyncio.CancelledError:
@@ -160,6 +169,8 @@ class ChatScreen(Screen[None]):
             await self._end_turn(view, answer, stats)
             status.state = ChatState.IDLE
             self.post_message(ResponseComplete(answer))
+        finally:
+            gc.set_threshold(*previous_gc_thresholds)
 
     async def _end_turn(self, view: AnswerMessage, answer: ChatMessage, stats: TurnStats) -> None:
         if self._ticker is not None:
