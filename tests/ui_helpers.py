@@ -1,13 +1,21 @@
-"""Building the chat app against the local router, the way `xrouter-tui --demo` does."""
+"""Building the chat app against the local router, the way `xrouter-tui --demo` does, and
+the waits and switches that make its screens the same in every run (snapshots, screenshots)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import html
+import os
+import re
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
 
 from xrouter_tui.config import Settings, load_settings
 from xrouter_tui.devserver import DevServerConfig, RunningDevServer, start_dev_server
@@ -46,3 +54,48 @@ def demo_chat(config: DevServerConfig | None = None, **app_options) -> Iterator[
     account = Account.from_key(TEST_KEY)
     with start_dev_server(config) as router:
         yield DemoChat(make_app(router.url, account, **app_options), router, account)
+
+
+async def wait_for(
+    pilot: Pilot, condition: Callable[[], bool], what: str, limit: float = 20
+) -> None:
+    """Let the app run until `condition` holds (a deadline, not a measurement)."""
+    for _ in range(int(limit / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_blinking(app: App) -> None:
+    """Show every text cursor steadily: a blinking one is drawn or not by the clock's whim.
+
+    Call it again after a new screen (the model picker) mounts its own input.
+    """
+    for screen in app.screen_stack:
+        for widget in [*screen.query(TextArea), *screen.query(Input)]:
+            widget.cursor_blink = False
+
+
+class CountingNonces:
+    """Stands in for `os` in `xrouter_tui.payments.signing`: `urandom` gives the same bytes in
+    every run (1st, 2nd, ... call), so the nonce, and the transaction hash the local router
+    derives from it, are stable on screen. Every other attribute is the real `os`'s."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def urandom(self, size: int) -> bytes:
+        self.calls += 1
+        # Distinct per call: the router refuses a nonce it has seen, as a replay.
+        return hashlib.shake_256(f"xrouter-tui test nonce {self.calls}".encode()).digest(size)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+
+def visible_text(app: App) -> str:
+    """The words on screen now, read from a screenshot: what a user sees, not what a widget
+    holds. Runs of one style stay whole, so a phrase in one colour can be searched for."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", " ", svg)).replace("\N{NO-BREAK SPACE}", " ")

@@ -1,0 +1,219 @@
+"""SVG snapshots of the chat's main screens, run against the local router like the other UI tests.
+
+Regenerate the baselines after a deliberate change of look, and review them before committing:
+
+    python -m pytest tests/test_snapshots.py --snapshot-update
+
+What would differ between runs is pinned down: the payment nonce (and with it the transaction
+hash under an answer) comes from a counter instead of `os.urandom`; no text cursor blinks; and
+notifications, which expire on their own clock, are checked and then cleared before the picture.
+A snapshot alone can pass on a wrong state, so each test also asserts what a user would notice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import OptionList
+
+from tests.ui_helpers import (
+    CountingNonces,
+    DemoChat,
+    demo_chat,
+    stop_blinking,
+    visible_text,
+    wait_for,
+)
+from xrouter_tui.chat import MessageStatus
+from xrouter_tui.devserver import DevServerConfig
+from xrouter_tui.devserver.catalog import MODELS
+from xrouter_tui.devserver.x402 import transaction_hash
+from xrouter_tui.payments import BASE_SEPOLIA, short_address, signing
+from xrouter_tui.ui.screens.help import HelpScreen
+from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock
+from xrouter_tui.ui.widgets.prompt import PromptInput
+from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
+
+SIZE = (110, 34)
+# A whole answer, from the question to the line of what it cost, without scrolling.
+TALL = (110, 48)
+REJECTING = DevServerConfig(network=BASE_SEPOLIA.v1_name, faults={"reject-payment"})
+
+
+class Scene:
+    """The steps before a snapshot (snap_compare's `run_before`), and what they saw.
+
+    Runs inside the app's own loop, where a failed assertion or timeout would only end the app
+    and surface as a bare "svg is None": the error is kept and raised by `check()` instead, and
+    the facts a test asserts on are kept in `seen` for after the picture.
+    """
+
+    def __init__(
+        self, chat: DemoChat, steps: Callable[[Pilot, dict[str, Any]], Awaitable[None]]
+    ) -> None:
+        self.chat = chat
+        self.steps = steps
+        self.seen: dict[str, Any] = {}
+        self.error: BaseException | None = None
+
+    async def __call__(self, pilot: Pilot) -> None:
+        app = self.chat.app
+        await pilot.pause()
+        self.seen["notices at start"] = [note.title for note in app._notifications]
+        # Cleared now as well as at the end: a toast left on the chat screen stays drawn behind
+        # a dialog, and clearing while the dialog is up no longer reaches it.
+        app.clear_notifications()
+        try:
+            await self.steps(pilot, self.seen)
+        except Exception as exc:  # re-raised by check(), in the test
+            self.error = exc
+        # After the steps, so a screen they opened is covered too.
+        stop_blinking(app)
+        app.clear_notifications()
+        await pilot.pause()
+
+    def check(self) -> dict[str, Any]:
+        """What the steps saw; their error, if any, raised here in the test."""
+        if self.error is not None:
+            raise self.error
+        return self.seen
+
+
+@pytest.fixture
+def counted_nonces(monkeypatch: pytest.MonkeyPatch) -> CountingNonces:
+    """Payment nonces from a counter, so the transaction hash on screen is the same each run."""
+    nonces = CountingNonces()
+    monkeypatch.setattr(signing, "os", nonces)
+    return nonces
+
+
+async def send(pilot: Pilot, text: str) -> None:
+    await pilot.press(*text)
+    await pilot.press("enter")
+
+
+async def turn_over(pilot: Pilot, chat: DemoChat) -> None:
+    """Wait until the turn has ended and the screen says so (the footer drops Stop)."""
+    messages = chat.app.chat.conversation.messages
+    await wait_for(
+        pilot,
+        lambda: messages[-1].status is not MessageStatus.STREAMING and not chat.app.chat.streaming,
+        "the turn to end",
+    )
+
+
+def status_line(chat: DemoChat) -> str:
+    return str(chat.app.chat.query_one(StatusBar).render())
+
+
+def test_the_empty_chat_at_start(snap_compare):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            seen["focused"] = chat.app.focused
+            seen["status"] = status_line(chat)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert isinstance(seen["focused"], PromptInput), "typing goes straight into the prompt"
+    assert "Demo mode" in seen["notices at start"]
+    assert "DEMO" in seen["status"] and "idle" in seen["status"]
+    assert short_address(chat.account.address) in seen["status"]
+    assert matches
+
+
+def test_a_completed_answer_with_what_it_cost(snap_compare, counted_nonces):
+    # What the first payment's counted nonce makes the local router report as the transaction.
+    nonce = "0x" + CountingNonces().urandom(32).hex()
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await send(pilot, "Show me a table and some Python")
+            await turn_over(pilot, chat)
+            seen["footer"] = str(chat.app.chat.query_one(AnswerMessage).footer.render())
+            seen["status"] = status_line(chat)
+            seen["state"] = chat.app.chat.query_one(StatusBar).state
+            seen["on screen"] = visible_text(chat.app)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=TALL)
+    seen = scene.check()
+    payments = chat.router.state.payments
+    assert counted_nonces.calls == 1, "the payment's nonce came from the counter"
+    assert len(payments) == 1 and payments[0].nonce.lower() == nonce
+    assert f"tx {transaction_hash(nonce)}" in seen["footer"]
+    assert "paid $" in seen["footer"] and " in / " in seen["footer"]
+    assert seen["state"] is ChatState.IDLE
+    assert "out tok" in seen["status"] and "tok/s" not in seen["status"], "no rate once it ends"
+    assert "In short: begin small, check, then grow." in seen["on screen"]
+    assert matches
+
+
+def test_the_model_picker_filtered(snap_compare):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            # The count in the picker's title comes from the live list, fetched in the background.
+            await wait_for(pilot, lambda: len(chat.app.models) == len(MODELS), "the model list")
+            await pilot.press("f2", *"gpt")
+            options = chat.app.screen.query_one(OptionList)
+            seen["screen"] = chat.app.screen
+            seen["shown"] = [options.get_option_at_index(i).id for i in range(options.option_count)]
+            seen["highlighted"] = options.highlighted
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert isinstance(seen["screen"], ModelPicker)
+    assert seen["shown"] == ["openai/gpt-4o", "openai/gpt-4o-mini"], seen["shown"]
+    assert seen["highlighted"] == 0, "Enter would pick the best match"
+    assert matches
+
+
+def test_the_help_screen(snap_compare):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await pilot.press("f1")
+            seen["screen"] = chat.app.screen
+            seen["on screen"] = visible_text(chat.app)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert isinstance(seen["screen"], HelpScreen)
+    # The descriptions, not only the keys, must fit on screen.
+    for description in ("Send the prompt", "Pick the model for the next turns", "Quit"):
+        assert description in seen["on screen"], description
+    assert matches
+
+
+def test_a_failed_turn_with_its_error(snap_compare):
+    with demo_chat(REJECTING) as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await send(pilot, "Will this be paid?")
+            await wait_for(pilot, lambda: bool(chat.app.chat.query(ErrorBlock)), "the error")
+            await turn_over(pilot, chat)
+            seen["error"] = str(chat.app.chat.query_one(ErrorBlock).render())
+            seen["notices"] = [note.message for note in chat.app._notifications]
+            seen["prompt"] = chat.app.chat.query_one(PromptInput).text
+            seen["state"] = chat.app.chat.query_one(StatusBar).state
+            seen["spent"] = chat.app.chat.query_one(StatusBar).session_spend
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    wallet = short_address(chat.account.address)
+    assert f"Not enough USDC in {wallet} on Base Sepolia" in seen["error"], seen["error"]
+    assert "Nothing was charged" in seen["error"]
+    assert any("not accepted" in note for note in seen["notices"]), "also a notification"
+    assert seen["prompt"] == "Will this be paid?", "the question goes back into the box"
+    assert seen["state"] is ChatState.ERROR and seen["spent"] == 0
+    assert chat.router.state.payments == [] and chat.router.state.rejections
+    assert matches
