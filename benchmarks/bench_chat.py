@@ -35,13 +35,12 @@ import os
 import random
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +60,8 @@ from textual.widgets import Log
 
 # Runs from a checkout too, without the package installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from local_router import local_router  # beside this file
 
 from xrouter_tui.api import Delta, RouterClient
 from xrouter_tui.config import Settings
@@ -84,15 +85,9 @@ KEY_INTERVAL = 0.05
 # -- the local router, in its own process ------------------------------------------------
 
 
-def start_router(deltas: int, reply_bytes: int, delay: float) -> tuple[subprocess.Popen[str], str]:
-    """The local router in a process of its own, and its address."""
-    command = [
-        sys.executable,
-        "-m",
-        "xrouter_tui",
-        "demo-server",
-        "--port",
-        "0",
+def router(deltas: int, reply_bytes: int, delay: float) -> AbstractContextManager[str]:
+    """The local router streaming a `reply_bytes` reply in `deltas` pieces, `delay` s apart."""
+    return local_router(
         "--network",
         "base-sepolia",
         "--deltas",
@@ -101,22 +96,7 @@ def start_router(deltas: int, reply_bytes: int, delay: float) -> tuple[subproces
         str(reply_bytes),
         "--delay",
         str(delay),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
-    return process, url
-
-
-@contextmanager
-def router(deltas: int, reply_bytes: int, delay: float) -> Iterator[str]:
-    process, url = start_router(deltas, reply_bytes, delay)
-    try:
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    )
 
 
 # -- frames --------------------------------------------------------------------------------

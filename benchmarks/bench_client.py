@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import httpx
 from eth_account import Account
 from httpx_sse import EventSource
+from local_router import local_router  # beside this file
 
 from xrouter_tui.api import Delta, RouterClient
 from xrouter_tui.payments import (
@@ -100,25 +100,6 @@ async def bare_turn(url: str, account, max_tokens: int) -> tuple[int, float]:
     return deltas, time.perf_counter() - start
 
 
-def start_router(deltas: int) -> tuple[subprocess.Popen, str]:
-    command = [
-        sys.executable,
-        "-m",
-        "xrouter_tui",
-        "demo-server",
-        "--port",
-        "0",
-        "--deltas",
-        str(deltas),
-        "--network",
-        "base-sepolia",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
-    line = process.stdout.readline()
-    url = next(word for word in line.split() if word.startswith("http://127.0.0.1:"))
-    return process, url
-
-
 async def bench_streams(url: str, deltas: int, rounds: int) -> None:
     account = Account.create()
     await client_turn(url, account, deltas)  # warm up both paths and the router
@@ -148,12 +129,8 @@ def main() -> None:
     median, p95 = bench_signing()
     print(f"sign + encode one payment: median {median:.3f} ms, p95 {p95:.3f} ms (goal <= 1 ms)")
 
-    process, url = start_router(args.deltas)
-    try:
+    with local_router("--deltas", str(args.deltas), "--network", "base-sepolia") as url:
         asyncio.run(bench_streams(url, args.deltas, args.rounds))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 if __name__ == "__main__":
