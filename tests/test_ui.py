@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from tests.ui_helpers import demo_chat, make_app
+from tests.ui_helpers import demo_chat, make_app, wait_for
 from xrouter_tui.chat import MessageStatus
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
@@ -60,15 +59,6 @@ class Posted:
         return list(unique.values())
 
 
-async def until(pilot: Pilot, condition: Callable[[], bool], what: str, limit: float = 20) -> None:
-    """Let the app run until `condition` holds (a deadline, not a measurement)."""
-    for _ in range(int(limit / 0.02)):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def send(pilot: Pilot, text: str) -> None:
     await pilot.press(*text)
     await pilot.press("enter")
@@ -92,7 +82,7 @@ async def test_a_turn_streams_the_answer_and_shows_what_it_cost():
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             assert isinstance(pilot.app.focused, PromptInput), "the prompt has focus at start"
             await send(pilot, "Show me a table")
-            await until(pilot, lambda: posted.of(ResponseComplete), "the answer")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer")
 
             assert [m.model for m in posted.of(ResponseStarted)] == [chat.app.model]
             assert str(pilot.app.chat.query_one(UserMessage).render()) == "Show me a table"
@@ -116,10 +106,10 @@ async def test_the_second_turn_carries_the_first_question_and_answer():
     with demo_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "first question")
-            await until(pilot, lambda: len(posted.of(ResponseComplete)) == 1, "answer 1")
+            await wait_for(pilot, lambda: len(posted.of(ResponseComplete)) == 1, "answer 1")
             first_answer = posted.of(ResponseComplete)[0].answer.content
             await send(pilot, "second question")
-            await until(pilot, lambda: len(posted.of(ResponseComplete)) == 2, "answer 2")
+            await wait_for(pilot, lambda: len(posted.of(ResponseComplete)) == 2, "answer 2")
             spend = status(pilot).session_spend
 
     payments = chat.router.state.payments
@@ -141,7 +131,7 @@ async def test_shift_enter_and_ctrl_j_insert_newlines_and_do_not_send():
             assert prompt(pilot).text == "a\nb\nc"
             assert not posted.of(PromptInput.Submitted)
             await pilot.press("enter")
-            await until(pilot, lambda: posted.of(ResponseComplete), "the answer")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer")
             assert posted.of(PromptInput.Submitted)[0].text == "a\nb\nc"
 
 
@@ -160,9 +150,9 @@ async def test_up_in_an_empty_prompt_recalls_earlier_prompts():
     with demo_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "one")
-            await until(pilot, lambda: len(posted.of(ResponseComplete)) == 1, "answer 1")
+            await wait_for(pilot, lambda: len(posted.of(ResponseComplete)) == 1, "answer 1")
             await send(pilot, "two")
-            await until(pilot, lambda: len(posted.of(ResponseComplete)) == 2, "answer 2")
+            await wait_for(pilot, lambda: len(posted.of(ResponseComplete)) == 2, "answer 2")
             await pilot.press("up")
             assert prompt(pilot).text == "two"
             await pilot.press("up")
@@ -183,9 +173,9 @@ async def test_stopping_keeps_the_partial_answer_with_what_was_paid(key):
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "a long answer please")
             answer = pilot.app.chat.query_one(AnswerMessage)
-            await until(pilot, lambda: len(answer.body.source) > 40, "some text on screen")
+            await wait_for(pilot, lambda: len(answer.body.source) > 40, "some text on screen")
             await pilot.press(key)
-            await until(pilot, lambda: posted.of(ResponseStopped), "the stop")
+            await wait_for(pilot, lambda: posted.of(ResponseStopped), "the stop")
 
             assert pilot.app.is_running, f"{key} stops the answer; it never quits"
             stopped = posted.of(ResponseStopped)[0].answer
@@ -219,7 +209,7 @@ async def test_a_failed_turn_shows_the_error_and_gives_the_prompt_back():
     with demo_chat(config) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "will this be paid?")
-            await until(pilot, lambda: posted.of(ResponseFailed), "the failure")
+            await wait_for(pilot, lambda: posted.of(ResponseFailed), "the failure")
 
             failed = posted.of(ResponseFailed)[0]
             assert failed.prompt == "will this be paid?"
@@ -233,7 +223,7 @@ async def test_a_failed_turn_shows_the_error_and_gives_the_prompt_back():
             # The failed question is not sent again with the next turn.
             chat.router.config.faults = set()
             await pilot.press("enter")
-            await until(pilot, lambda: posted.of(ResponseComplete), "the retry's answer")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the retry's answer")
     assert [m["content"] for m in chat.router.state.payments[-1].messages] == ["will this be paid?"]
 
 
@@ -244,7 +234,7 @@ async def test_an_unreachable_router_is_an_error_in_plain_words():
     app = make_app(url)  # the port is closed now
     async with app.run_test(size=SIZE, message_hook=posted) as pilot:
         await send(pilot, "hello?")
-        await until(pilot, lambda: posted.of(ResponseFailed), "the failure")
+        await wait_for(pilot, lambda: posted.of(ResponseFailed), "the failure")
         error = posted.of(ResponseFailed)[0].error
         assert "Traceback" not in error and error.endswith(".")
         assert prompt(pilot).text == "hello?"
@@ -258,7 +248,7 @@ async def test_without_a_wallet_the_chat_starts_and_says_what_to_do():
             assert any("XROUTER_PRIVATE_KEY" in n.message for n in app._notifications)
             assert "no wallet" in status_text(pilot)
             await send(pilot, "hello")
-            await until(pilot, lambda: posted.of(ResponseFailed), "the failure")
+            await wait_for(pilot, lambda: posted.of(ResponseFailed), "the failure")
             assert "no wallet key is set up" in posted.of(ResponseFailed)[0].error
             assert prompt(pilot).text == "hello"
         assert router.state.paid_requests == 0
@@ -269,12 +259,12 @@ async def test_sending_while_an_answer_streams_keeps_the_new_prompt():
     with demo_chat(SLOW) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "first")
-            await until(pilot, lambda: status(pilot).state is ChatState.STREAMING, "streaming")
+            await wait_for(pilot, lambda: status(pilot).state is ChatState.STREAMING, "streaming")
             await send(pilot, "second")
             assert prompt(pilot).text == "second"
             assert len(posted.of(ResponseStarted)) == 1
             await pilot.press("escape")
-            await until(pilot, lambda: posted.of(ResponseStopped), "the stop")
+            await wait_for(pilot, lambda: posted.of(ResponseStopped), "the stop")
     assert chat.router.state.paid_requests == 1
 
 
@@ -284,46 +274,46 @@ async def test_the_log_follows_the_stream_only_while_the_reader_is_at_the_bottom
         async with chat.app.run_test(size=(90, 24), message_hook=posted) as pilot:
             log = pilot.app.chat.query_one("#chat-log")
             await send(pilot, "a long answer please")
-            await until(pilot, lambda: log.max_scroll_y > 20, "an answer taller than the screen")
-            await until(pilot, lambda: log.scroll_y == log.max_scroll_y, "following")
+            await wait_for(pilot, lambda: log.max_scroll_y > 20, "an answer taller than the screen")
+            await wait_for(pilot, lambda: log.scroll_y == log.max_scroll_y, "following")
 
             log.scroll_to(y=0, animate=False)
             await pilot.pause(0.3)
             height_then = log.max_scroll_y
-            await until(pilot, lambda: log.max_scroll_y > height_then + 5, "more text")
+            await wait_for(pilot, lambda: log.max_scroll_y > height_then + 5, "more text")
             assert log.scroll_y == 0, "scrolling up to read is never yanked back"
 
             log.scroll_end(animate=False)
             await pilot.pause(0.3)
             height_then = log.max_scroll_y
-            await until(pilot, lambda: log.max_scroll_y > height_then + 5, "more text")
+            await wait_for(pilot, lambda: log.max_scroll_y > height_then + 5, "more text")
             await pilot.pause(0.1)
             assert log.max_scroll_y - log.scroll_y <= 3, "back at the bottom it follows again"
             await pilot.press("escape")
-            await until(pilot, lambda: posted.of(ResponseStopped), "the stop")
+            await wait_for(pilot, lambda: posted.of(ResponseStopped), "the stop")
 
 
 async def test_f2_picks_a_model_by_fuzzy_filter_and_remembers_it():
     posted = Posted()
     with demo_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
-            await until(pilot, lambda: len(chat.app.models) > 5, "the live model list")
+            await wait_for(pilot, lambda: len(chat.app.models) > 5, "the live model list")
             await pilot.press("f2")
             assert isinstance(pilot.app.screen, ModelPicker)
             await pilot.press(*"gpt4mini")
             options = pilot.app.screen.query_one(OptionList)
-            await until(pilot, lambda: options.option_count >= 1, "a match")
+            await wait_for(pilot, lambda: options.option_count >= 1, "a match")
             shown = [options.get_option_at_index(i).id for i in range(options.option_count)]
             assert shown[0] == "openai/gpt-4o-mini", shown
             assert "anthropic/claude-3.5-sonnet" not in shown
             await pilot.press("enter")
-            await until(pilot, lambda: posted.of(ModelChanged), "the choice")
+            await wait_for(pilot, lambda: posted.of(ModelChanged), "the choice")
 
             assert not isinstance(pilot.app.screen, ModelPicker)
             assert "openai/gpt-4o-mini" in status_text(pilot)
             assert isinstance(pilot.app.focused, PromptInput)
             await send(pilot, "which model?")
-            await until(pilot, lambda: posted.of(ResponseComplete), "the answer")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer")
             assert pilot.app.chat.query_one(AnswerMessage).border_title == "openai/gpt-4o-mini"
 
             # Recently used models come first; arrows move; Esc closes without a change.
@@ -345,13 +335,13 @@ async def test_the_model_list_is_cached_for_an_offline_start():
         app = make_app(url, demo=False)
         assert [m.id for m in app.models] == [m.id for m in FALLBACK_MODELS]
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: len(app.models) == 12, "the live list")
+            await wait_for(pilot, lambda: len(app.models) == 12, "the live list")
     # The router is gone: the next start offers the list it fetched, and keeps it.
     offline = make_app(url, demo=False)
     assert len(offline.models) == 12
     async with offline.run_test(size=SIZE) as pilot:
         await pilot.press("f2")
-        await until(pilot, lambda: not offline.workers, "the failed fetch")
+        await wait_for(pilot, lambda: not offline.workers, "the failed fetch")
         assert pilot.app.screen.query_one(OptionList).option_count == 12
 
 
@@ -374,17 +364,17 @@ async def test_the_command_palette_copies_the_last_answer_and_its_code():
     with demo_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "some python")
-            await until(pilot, lambda: posted.of(ResponseComplete), "the answer")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer")
             answer = posted.of(ResponseComplete)[0].answer.content
 
             await run_command(pilot, "copy last answer")
-            await until(pilot, lambda: pilot.app.clipboard == answer, "the answer copied")
+            await wait_for(pilot, lambda: pilot.app.clipboard == answer, "the answer copied")
             await run_command(pilot, "copy last code block")
-            await until(pilot, lambda: pilot.app.clipboard.startswith("def "), "the code copied")
+            await wait_for(pilot, lambda: pilot.app.clipboard.startswith("def "), "the code copied")
             assert pilot.app.clipboard in answer and "```" not in pilot.app.clipboard
 
             await run_command(pilot, "new chat")
-            await until(pilot, lambda: not pilot.app.chat.query(AnswerMessage), "an empty log")
+            await wait_for(pilot, lambda: not pilot.app.chat.query(AnswerMessage), "an empty log")
             assert pilot.app.chat.conversation.messages == []
             assert status(pilot).session_spend == 0
 
@@ -392,7 +382,7 @@ async def test_the_command_palette_copies_the_last_answer_and_its_code():
 async def run_command(pilot: Pilot, title: str) -> None:
     """Run a command palette entry by typing its title, once the palette shows it first."""
     await pilot.press("ctrl+p")
-    await until(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the palette")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the palette")
     await pilot.press(*title)
     options = pilot.app.screen.query_one(CommandList)
 
@@ -402,9 +392,9 @@ async def run_command(pilot: Pilot, title: str) -> None:
         prompt_text = str(options.get_option_at_index(options.highlighted).prompt)
         return prompt_text.lower().startswith(title.lower())
 
-    await until(pilot, shown_first, f"{title!r} in the palette")
+    await wait_for(pilot, shown_first, f"{title!r} in the palette")
     await pilot.press("enter")
-    await until(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), "it to close")
+    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), "it to close")
     await pilot.pause()
 
 
