@@ -23,7 +23,6 @@ from xrouter_tui.ui.messages import ModelChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
 from xrouter_tui.ui.screens.model_picker import ModelPicker
-from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
@@ -253,9 +252,6 @@ class ChatApp(App[None]):
             save_setting("theme", self.theme, self.env)
         except ConfigError as exc:
             self.notify(f"The theme could not be remembered: {exc}", severity="warning")
-
-    def focus_prompt(self) -> None:
-        self.chat.query_one(PromptInput).focus()
 
 
 def _warm_markdown_parser() -> None:
