@@ -89,15 +89,12 @@ class ModelCatalog:
 
     def recent(self) -> list[str]:
         """Model ids chosen lately, newest first."""
-        recent = self._read().get("recent", [])
-        return (
-            [item for item in recent if isinstance(item, str)] if isinstance(recent, list) else []
-        )
+        return _recent(self._read())
 
     def remember(self, model_id: str) -> None:
         """Put `model_id` first among the recent choices."""
         document = self._read()
-        recent = [model_id, *(item for item in self.recent() if item != model_id)]
+        recent = [model_id, *(item for item in _recent(document) if item != model_id)]
         document["recent"] = recent[:RECENT_LIMIT]
         self._write(document)
 
@@ -124,6 +121,11 @@ def picker_order(models: Iterable[ModelInfo], recent: Sequence[str]) -> list[Mod
     """Recently used models first (newest first), then the rest by id."""
     rank = {model_id: index for index, model_id in enumerate(recent)}
     return sorted(models, key=lambda model: (rank.get(model.id, len(rank)), model.id))
+
+
+def _recent(document: dict[str, Any]) -> list[str]:
+    recent = document.get("recent", [])
+    return [item for item in recent if isinstance(item, str)] if isinstance(recent, list) else []
 
 
 def _entry(model: ModelInfo) -> dict[str, Any]:
