@@ -91,6 +91,8 @@ class AnswerMarkdown(Markdown):
         self._folded: list[Widget] = []
         self._fold: FoldedBlocks | None = None
         self._fold_size = (0, 0)
+        # The log this answer sits in, found once: folding asks it on every write.
+        self._log: ChatLog | None = None
 
     def feed(self, text: str) -> None:
         """Queue `text` for the next write (cheap: called once per delta)."""
@@ -146,9 +148,9 @@ class AnswerMarkdown(Markdown):
         # Immediate: the writer goes on as soon as the frame is drawn, not after the screen's
         # queue (busy with the events the layout just posted) comes round to it.
         self.screen.screen_layout_refresh_signal.subscribe(self, self._laid_out, immediate=True)
-        log = next((node for node in self.ancestors if isinstance(node, ChatLog)), None)
-        if log is not None:
-            self.watch(log, "scroll_y", self._log_scrolled, init=False)
+        self._log = next((node for node in self.ancestors if isinstance(node, ChatLog)), None)
+        if self._log is not None:
+            self.watch(self._log, "scroll_y", self._log_scrolled, init=False)
 
     def on_unmount(self) -> None:
         if self._writer is not None:
@@ -171,7 +173,7 @@ class AnswerMarkdown(Markdown):
             self.call_later(self._fold_far_blocks)
 
     async def _fold_far_blocks(self) -> None:
-        log = next((node for node in self.ancestors if isinstance(node, ChatLog)), None)
+        log = self._log
         if log is None or not log.is_vertical_scroll_end:
             return
         blocks = [child for child in self.children if isinstance(child, MarkdownBlock)]
