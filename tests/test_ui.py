@@ -6,10 +6,7 @@ posts, and on what the router received: one paid request per turn, carrying the 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from textual.command import CommandList, CommandPalette
@@ -404,41 +401,3 @@ async def test_the_theme_is_remembered():
             pilot.app.theme = "nord"
             await pilot.pause()
     assert load_settings().theme == "nord"
-
-
-MANY_LINKS = """
-import asyncio
-import sys
-# Switching threads this often makes the race show in about one fresh process in three.
-sys.setswitchinterval(1e-6)
-from textual.widgets import Markdown
-from tests.ui_helpers import make_app
-
-async def main():
-    app = make_app("http://127.0.0.1:9")
-    async with app.run_test(size=(100, 40)) as pilot:
-        log = app.chat.query_one("#chat-log")
-        texts = [f"See [doc {i}](https://example.org/{i}?q={i}#x) and <https://a{i}.example>"
-                 for i in range(60)]
-        await log.mount_all([Markdown(text) for text in texts])
-        await pilot.pause(0.5)
-        assert all(md.source for md in log.query(Markdown))
-    print("ok")
-
-asyncio.run(main())
-"""
-
-
-def test_many_markdown_messages_with_links_mount_at_once_in_a_fresh_process():
-    # mdurl's first use is not thread-safe and Markdown parses in threads: the app parses one
-    # link on the main thread first. Only a fresh process shows whether that still holds:
-    # without that guard, 3 of 10 such processes crashed here.
-    for _ in range(5):
-        result = subprocess.run(
-            [sys.executable, "-c", MANY_LINKS],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=Path(__file__).parent.parent,
-        )
-        assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-2000:]

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
-from markdown_it import MarkdownIt
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -101,7 +100,6 @@ class ChatApp(App[None]):
             ),
         )
         self._clipboard_tool = clipboard_command(self.env)
-        _warm_markdown_parser()
 
     def get_default_screen(self) -> Screen:
         return ChatScreen()
@@ -252,12 +250,3 @@ class ChatApp(App[None]):
             save_setting("theme", self.theme, self.env)
         except ConfigError as exc:
             self.notify(f"The theme could not be remembered: {exc}", severity="warning")
-
-
-def _warm_markdown_parser() -> None:
-    """Parse one link on this thread before any Markdown widget parses in a worker thread.
-
-    mdurl fills a lookup table on first use in a way that is not thread-safe: several Markdown
-    widgets mounting at once could otherwise crash on the first links they parse.
-    """
-    MarkdownIt("gfm-like").parse("[x](https://example.org/a?b=c#d) <https://example.org>")

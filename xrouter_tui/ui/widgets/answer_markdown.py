@@ -1,0 +1,218 @@
+"""An answer's text, drawn as Markdown while it streams, at a cost that does not grow with it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.geometry import Size
+from textual.selection import Selection
+from textual.strip import Strip
+from textual.widget import Widget
+
+from xrouter_tui.ui.markdown_lines import BlockPainter, markdown_theme, split_finished
+
+__all__ = ["AnswerMarkdown"]
+
+# The most text one write takes in. A write draws the blocks the text finishes, and no frame is
+# drawn (nor a key shown) until it is done: a few kilobytes cost a few tens of milliseconds.
+WRITE_CHARS = 800
+# The least time between two writes: half a frame at 60 frames a second, so that a delta is
+# on the next frame, and the deltas of a frame go in with one or two writes.
+WRITE_INTERVAL = 1 / 60
+
+
+class AnswerMarkdown(Widget):
+    """The answer as Markdown: code highlighted, tables drawn, headings and lists styled.
+
+    Text arrives through `feed`, once per delta, which only queues it. One writer task takes in
+    what arrived since its last write, then waits for the screen to show it: the deltas of a
+    frame go in together, the first one after a pause at once, and frames and key presses are
+    never starved, however fast the answer streams.
+
+    Finished blocks are drawn once into lines (see `markdown_lines`); only the last, growing
+    block is drawn again on a write. The widget is one node whose height is its line count, so a
+    layout of the log costs the same for a long answer as for a short one.
+    """
+
+    DEFAULT_CSS = """
+    AnswerMarkdown {
+        height: auto;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._source: list[str] = []
+        self._pending: list[str] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._last_write = 0.0
+        # Text up to `_done` is in finished blocks; `_tail` is the block still growing.
+        self._done = 0
+        self._blocks: list[str] = []
+        self._tail = ""
+        # Drawn lines, for the painter's width and theme: a blank line between blocks.
+        self._painter: BlockPainter | None = None
+        self._lines: list[Strip] = []
+        self._tail_lines: list[Strip] = []
+        # Finished lines as last shown (styled, with their offsets), and the style under them.
+        self._shown: dict[int, Strip] = {}
+        self._base_style: Style | None = None
+
+    @property
+    def source(self) -> str:
+        """All the text fed so far, written or not."""
+        return "".join(self._source) + "".join(self._pending)
+
+    def feed(self, text: str) -> None:
+        """Queue `text` for the next write (cheap: called once per delta)."""
+        self._pending.append(text)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+
+    async def finish(self) -> None:
+        """Wait until everything fed so far is written and on screen."""
+        writer = self._writer
+        if writer is not None:
+            # Not `await writer`: a second stop (Esc twice) must not cancel the writer with us.
+            await asyncio.wait({writer})
+
+    async def _write(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                # Deltas that arrive within an interval go in together: a write per delta
+                # would redraw the growing block thousands of times a second at full speed.
+                wait = self._last_write + WRITE_INTERVAL - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                text = "".join(self._pending)
+                self._pending.clear()
+                if len(text) > WRITE_CHARS:
+                    self._pending.append(text[WRITE_CHARS:])
+                    text = text[:WRITE_CHARS]
+                self._take_in(text)
+                self._last_write = loop.time()
+        finally:
+            self._writer = None
+
+    def _take_in(self, text: str) -> None:
+        self._source.append(text)
+        self._tail += text
+        blocks, cut = split_finished(self._tail)
+        painter = self._painter
+        for block in blocks:
+            self._blocks.append(block)
+            if painter is not None:
+                self._add_lines(painter.paint(block))
+        if cut:
+            self._done += cut
+            self._tail = self._tail[cut:]
+        before = self.line_count
+        if painter is not None:
+            self._tail_lines = self._paint_tail(painter)
+        self.refresh(layout=painter is None or self.line_count != before)
+
+    def _add_lines(self, lines: list[Strip]) -> None:
+        if self._lines and lines:
+            self._lines.append(Strip.blank(self._painter.width if self._painter else 0))
+        self._lines.extend(lines)
+
+    def _paint_tail(self, painter: BlockPainter) -> list[Strip]:
+        return painter.paint(self._tail) if self._tail.strip() else []
+
+    @property
+    def line_count(self) -> int:
+        """How many lines the answer takes at the width it was last drawn at."""
+        gap = 1 if self._lines and self._tail_lines else 0
+        return len(self._lines) + gap + len(self._tail_lines)
+
+    def _repaint(self, width: int) -> None:
+        """Draw every block again, for a new width or theme."""
+        painter = BlockPainter(
+            width, markdown_theme(self.app.theme_variables), dark=self.app.current_theme.dark
+        )
+        self._painter = painter
+        self._lines = []
+        self._shown.clear()
+        for block in self._blocks:
+            self._add_lines(painter.paint(block))
+        self._tail_lines = self._paint_tail(painter)
+
+    def _painted_for(self, width: int) -> None:
+        if self._painter is None or self._painter.width != max(width, 1):
+            self._repaint(width)
+
+    # -- Textual ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+
+    def on_unmount(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+    def _theme_changed(self, _theme: object) -> None:
+        self._painter = None
+        self._base_style = None
+        self.refresh(layout=True)
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        self._painted_for(width)
+        return self.line_count
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._base_style = None
+        self._shown.clear()
+
+    def render_line(self, y: int) -> Strip:
+        self._painted_for(self.size.width)
+        selection = self.text_selection
+        if selection is None and (shown := self._shown.get(y)) is not None:
+            return shown
+        # The widget's own colours go under Rich's, which leave most cells' background unset.
+        base = self._base_style
+        if base is None:
+            base = self._base_style = self.rich_style
+        finished = len(self._lines)
+        gap = 1 if finished and self._tail_lines else 0
+        if y < finished:
+            line = self._lines[y]
+        elif 0 <= y - finished - gap < len(self._tail_lines):
+            line = self._tail_lines[y - finished - gap]
+        else:
+            line = Strip.blank(self.size.width)
+        line = line.apply_style(base)
+        if selection is not None and (span := selection.get_span(y)) is not None:
+            selected = self.screen.get_component_rich_style("screen--selection")
+            line = _highlight(line, *span, selected)
+        line = line.apply_offsets(0, y)
+        # Finished lines never change until the next repaint: a frame that scrolls the log
+        # (each one, while it follows the stream) finds them ready.
+        if y < finished and selection is None:
+            self._shown[y] = line
+        return line
+
+    def get_selection(self, selection: Selection) -> tuple[str, str] | None:
+        text = "\n".join(line.text.rstrip() for line in self._all_lines())
+        return selection.extract(text), "\n"
+
+    def selection_updated(self, selection: Selection | None) -> None:
+        self.refresh()
+
+    def _all_lines(self) -> list[Strip]:
+        gap = [Strip.blank(0)] if self._lines and self._tail_lines else []
+        return [*self._lines, *gap, *self._tail_lines]
+
+
+def _highlight(line: Strip, start: int, end: int, style: Style) -> Strip:
+    """`line` with the cells from `start` to `end` (-1: to the end) in the selection's style."""
+    end = line.cell_length if end == -1 else end
+    before, selected, after = line.divide([start, end, line.cell_length])
+    marked = Strip(Segment.apply_style(selected, post_style=style), selected.cell_length)
+    return Strip.join([before, marked, after])
