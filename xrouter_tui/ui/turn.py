@@ -6,6 +6,7 @@ draws; tests and benchmarks can drive it with any sink.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -15,6 +16,9 @@ from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.payments import SignedPayment
 
 __all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]
+
+# The longest stretch the stream loop runs before it lets the rest of the app in.
+STREAM_SLICE = 0.002
 
 
 class AnswerSink(Protocol):
@@ -82,6 +86,7 @@ async def run_turn(
         sink.paying(payment)
 
     parts: list[str] = []
+    slice_start = time.monotonic()
     try:
         async for event in client.stream_chat(
             history,
@@ -100,6 +105,11 @@ async def run_turn(
                 if not stats.exact:
                     stats.output_tokens += 1
                 sink.text(event.text)
+                if now - slice_start > STREAM_SLICE:
+                    # A fast stream is read from buffers without waiting, so this loop could
+                    # keep the event loop for a long stretch: let keys and frames in.
+                    await asyncio.sleep(0)
+                    slice_start = time.monotonic()
             elif isinstance(event, Paid):
                 answer.accepted = True
                 answer.receipt = event.receipt
