@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from decimal import Decimal
 
 import pytest
@@ -134,3 +136,19 @@ async def test_the_system_tool_receives_the_text(tmp_path):
     assert received.read_text(encoding="utf-8") == "naïve café ✓"
     assert not await copy_with_system_tool("x", [str(tmp_path / "missing")])
     assert not await copy_with_system_tool("x", None)
+
+
+FRAME_RATE = "import xrouter_tui.cli, xrouter_tui.ui, textual.constants as c; print(c.MAX_FPS)"
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "120"), ("30", "30")])
+def test_the_program_draws_up_to_120_frames_a_second_unless_told_otherwise(preset, expected):
+    # Textual reads the rate once, when first imported; the real program's import order must
+    # leave the chat's setting in place, and a user's own TEXTUAL_FPS wins.
+    env = {key: value for key, value in os.environ.items() if key != "TEXTUAL_FPS"}
+    if preset is not None:
+        env["TEXTUAL_FPS"] = preset
+    result = subprocess.run(
+        [sys.executable, "-c", FRAME_RATE], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == expected
