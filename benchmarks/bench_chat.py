@@ -1,6 +1,6 @@
 """Benchmarks of the chat's rendering and key latency; prints figures, asserts nothing.
 
-    python benchmarks/bench_chat.py [--rounds 5] [--deltas 5000] [--bytes 27000] [--key-turns 3]
+    python benchmarks/bench_chat.py [--rounds 5] [--deltas 5000] [--bytes 27000] [--key-turns 10]
 
 The real `ChatApp` runs headless (`run_test`, Pilot) against the local router, which runs in
 its own process (so it does not take the app's event loop or GIL) and streams a ~27 KB Markdown
@@ -478,7 +478,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--deltas", type=int, default=5000)
     parser.add_argument("--bytes", type=int, default=27_000, help="the reply's least size")
-    parser.add_argument("--key-turns", type=int, default=3)
+    parser.add_argument("--key-turns", type=int, default=10)
     parser.add_argument("--paced-delay", type=float, default=0.005)
     asyncio.run(run(parser.parse_args()))
 
