@@ -31,6 +31,7 @@ from xrouter_tui.commands.ask import (
     stream_answer,
 )
 from xrouter_tui.commands.demo import demo_router
+from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
 from xrouter_tui.config import ConfigError, Settings, apply_settings, load_settings
 from xrouter_tui.payments import Network, PaymentRefused, SpendingPolicy
@@ -83,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_router_options(models)
 
+    key = commands.add_parser(
+        "key",
+        help="keep the wallet key in the OS keyring: import, generate, show, export, delete",
+        description="The wallet key lives in the OS keyring (service 'xrouter-tui'). import "
+        "reads it from a hidden prompt, or from stdin when stdin is not a terminal (never "
+        "from the command line); generate makes a new one; show prints the address; export "
+        "prints the key, on a terminal only, after you confirm; delete forgets it. "
+        f"{ENV_KEY}, when set, overrides the keyring (less safe: for headless machines).",
+    )
+    key.add_argument("action", choices=("import", "generate", "show", "export", "delete"))
+    key.add_argument(
+        "-y", "--yes", action="store_true", help="replace or delete a stored key without asking"
+    )
+
     server = commands.add_parser(
         "demo-server",
         help="run the local X-Router (for demos and tests) on 127.0.0.1",
@@ -112,6 +127,9 @@ def main(
             return _ask(args, env, stdin, stdout, stderr)
         if args.command == "models":
             return _models(args, env, stdout, stderr)
+        if args.command == "key":
+            run_key_command(args.action, KeyIO(stdin, stdout, stderr, env), assume_yes=args.yes)
+            return EXIT_OK
         if args.command == "demo-server":
             try:
                 devserver.serve(devserver.config_from_args(args), args.host, args.port)
@@ -154,8 +172,9 @@ def _ask(
         if account is None:
             _error(
                 stderr,
-                f"no wallet key. Set {ENV_KEY} to your wallet's private key (hex), "
-                f"or try it offline with: {PROG} ask --demo",
+                f"no wallet key. Store yours in the keyring with `{PROG} key import`, or make a "
+                f"new one with `{PROG} key generate` (or set {ENV_KEY}); to try it offline: "
+                f"{PROG} ask --demo",
             )
             return EXIT_USAGE
         cap, cap_setting = settings.max_per_request_usd, "max_per_request_usd"
