@@ -78,3 +78,7 @@ class FileKeyring(KeyringBackend):
         if secrets.pop(f"{service}/{username}", None) is None:
             raise PasswordDeleteError("no such secret")
         self.path.write_text(json.dumps(secrets))
+
+
+class PlaintextKeyring(FileKeyring):
+    """A stand-in for keyrings.alt's plain-file keyring, which the program must refuse."""

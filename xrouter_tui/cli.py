@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         f"{ENV_KEY}, when set, overrides the keyring (less safe: for headless machines).",
     )
     key.add_argument("action", choices=("import", "generate", "show", "export", "delete"))
+    # Caught to refuse it without echoing it: a key typed here would sit in the shell's history.
+    key.add_argument("given", nargs="*", help=argparse.SUPPRESS)
     key.add_argument(
         "-y", "--yes", action="store_true", help="replace or delete a stored key without asking"
     )
@@ -128,6 +130,14 @@ def main(
         if args.command == "models":
             return _models(args, env, stdout, stderr)
         if args.command == "key":
+            if args.given:
+                _error(
+                    stderr,
+                    "key commands take no arguments: the key is read from a hidden prompt, or "
+                    "from stdin, never from the command line (it would stay in your shell's "
+                    "history and show in the list of processes).",
+                )
+                return EXIT_USAGE
             run_key_command(args.action, KeyIO(stdin, stdout, stderr, env), assume_yes=args.yes)
             return EXIT_OK
         if args.command == "demo-server":

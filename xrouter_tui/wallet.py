@@ -186,11 +186,9 @@ def _is_empty_backend(backend: KeyringBackend) -> bool:
 
 
 def _keeps_plain_secrets(backend: KeyringBackend) -> bool:
-    # keyrings.alt's file backends write secrets to disk in the clear (or barely encoded).
+    # keyrings.alt's file backends write secrets to disk in the clear or barely encoded.
     name = type(backend).__name__
-    return type(backend).__module__.startswith("keyrings.alt") and (
-        "Plaintext" in name or "Base64" in name or "Insecure" in name
-    )
+    return any(word in name for word in ("Plaintext", "Base64", "Insecure"))
 
 
 def redact(text: str, secret: str) -> str:
