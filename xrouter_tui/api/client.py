@@ -218,8 +218,9 @@ class RouterClient:
 
         if self.account is None:
             raise NoWallet(
-                "The router asks for payment and no wallet key is set up "
-                "(set XROUTER_PRIVATE_KEY, or try --demo)."
+                "The router asks for payment and no wallet key is set up: store one with "
+                '`xrouter-tui key import` or `key generate` (in the chat: "Set up wallet" in '
+                "the command palette), or try --demo."
             )
         quote = self.policy.choose(challenge, budgets)
         if confirm is not None and not await confirm(quote):
