@@ -22,7 +22,9 @@ from textual.widgets import OptionList
 from tests.ui_helpers import (
     CountingNonces,
     DemoChat,
+    KeylessChat,
     demo_chat,
+    keyless_chat,
     stop_blinking,
     visible_text,
     wait_for,
@@ -34,6 +36,7 @@ from xrouter_tui.devserver.x402 import transaction_hash
 from xrouter_tui.payments import BASE_SEPOLIA, short_address, signing
 from xrouter_tui.ui.screens.help import HelpScreen
 from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.screens.wallet_setup import WalletSetup
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock
 from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
@@ -53,7 +56,9 @@ class Scene:
     """
 
     def __init__(
-        self, chat: DemoChat, steps: Callable[[Pilot, dict[str, Any]], Awaitable[None]]
+        self,
+        chat: DemoChat | KeylessChat,
+        steps: Callable[[Pilot, dict[str, Any]], Awaitable[None]],
     ) -> None:
         self.chat = chat
         self.steps = steps
@@ -216,4 +221,29 @@ def test_a_failed_turn_with_its_error(snap_compare):
     assert seen["prompt"] == "Will this be paid?", "the question goes back into the box"
     assert seen["state"] is ChatState.ERROR and seen["spent"] == 0
     assert chat.router.state.payments == [] and chat.router.state.rejections
+    assert matches
+
+
+def test_the_wallet_setup_at_a_first_start(snap_compare, memory_keyring):
+    with keyless_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            app = chat.app
+            await wait_for(
+                pilot,
+                lambda: isinstance(app.screen, WalletSetup) and isinstance(app.focused, OptionList),
+                "the wallet setup, its choices in focus",
+            )
+            seen["screen"] = app.screen
+            seen["on screen"] = visible_text(app)
+            seen["status"] = status_line(chat)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert isinstance(seen["screen"], WalletSetup)
+    assert "Import a key I have" in seen["on screen"] and "Generate a new key" in seen["on screen"]
+    assert "no wallet" in seen["status"] and "DEMO" not in seen["status"]
+    assert seen["notices at start"] == [], "the setup replaces the old no-wallet notice"
+    assert memory_keyring.secrets == {}, "nothing stored before the user chooses"
     assert matches

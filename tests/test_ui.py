@@ -9,12 +9,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from textual.command import CommandList, CommandPalette
-from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import OptionList
 
-from tests.ui_helpers import demo_chat, make_app, wait_for
+from tests.ui_helpers import Posted, demo_chat, make_app, run_command, wait_for
 from xrouter_tui.chat import MessageStatus
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
@@ -28,32 +26,16 @@ from xrouter_tui.ui.messages import (
     ResponseStarted,
     ResponseStopped,
 )
+from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.help import HelpScreen
 from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.screens.wallet_setup import WalletSetup
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock, UserMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
 
 SIZE = (110, 36)
 SLOW = DevServerConfig(network=BASE_SEPOLIA.v1_name, delta_delay=0.05, reply_deltas=400)
-
-
-class Posted:
-    """Every message the app handled, with helpers to wait for one kind."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    def __call__(self, message: Message) -> None:
-        self.messages.append(message)
-
-    def of(self, kind: type[Message]) -> list[Message]:
-        # A message is seen once per node it bubbles through: keep each one once.
-        unique: dict[int, Message] = {}
-        for message in self.messages:
-            if isinstance(message, kind):
-                unique[id(message)] = message
-        return list(unique.values())
 
 
 async def send(pilot: Pilot, text: str) -> None:
@@ -242,7 +224,11 @@ async def test_without_a_wallet_the_chat_starts_and_says_what_to_do():
     with start_dev_server(DevServerConfig()) as router:
         app = ChatApp(load_settings(), RouterSetup(router.url, None, (BASE_SEPOLIA,)))
         async with app.run_test(size=SIZE, message_hook=posted) as pilot:
-            assert any("XROUTER_PRIVATE_KEY" in n.message for n in app._notifications)
+            # Nothing in the keyring: the wallet setup comes first (tests/test_ui_wallet.py),
+            # and Esc leaves it for the chat.
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, WalletSetup), "setup")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, ChatScreen), "the chat")
             assert "no wallet" in status_text(pilot)
             await send(pilot, "hello")
             await wait_for(pilot, lambda: posted.of(ResponseFailed), "the failure")
@@ -374,25 +360,6 @@ async def test_the_command_palette_copies_the_last_answer_and_its_code():
             await wait_for(pilot, lambda: not pilot.app.chat.query(AnswerMessage), "an empty log")
             assert pilot.app.chat.conversation.messages == []
             assert status(pilot).session_spend == 0
-
-
-async def run_command(pilot: Pilot, title: str) -> None:
-    """Run a command palette entry by typing its title, once the palette shows it first."""
-    await pilot.press("ctrl+p")
-    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the palette")
-    await pilot.press(*title)
-    options = pilot.app.screen.query_one(CommandList)
-
-    def shown_first() -> bool:
-        if options.option_count == 0 or options.highlighted is None:
-            return False
-        prompt_text = str(options.get_option_at_index(options.highlighted).prompt)
-        return prompt_text.lower().startswith(title.lower())
-
-    await wait_for(pilot, shown_first, f"{title!r} in the palette")
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), "it to close")
-    await pilot.pause()
 
 
 async def test_the_theme_is_remembered():

@@ -7,13 +7,15 @@ import hashlib
 import html
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from textual.app import App
+from textual.command import CommandList, CommandPalette
+from textual.message import Message
 from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
@@ -56,6 +58,47 @@ def demo_chat(config: DevServerConfig | None = None, **app_options) -> Iterator[
         yield DemoChat(make_app(router.url, account, **app_options), router, account)
 
 
+@dataclass
+class KeylessChat:
+    """The chat as a start without a key in the environment meets it, and its local router."""
+
+    app: ChatApp
+    router: RunningDevServer
+
+
+def make_keyless_app(url: str, *, env: Mapping[str, str] | None = None) -> ChatApp:
+    """The chat app as `xrouter-tui` starts it with no key in the environment: not the demo,
+    paying the router at `url` on Base Sepolia with whatever the (test's) keyring holds."""
+    return ChatApp(load_settings(), RouterSetup(url, None, (BASE_SEPOLIA,)), env=env)
+
+
+@contextmanager
+def keyless_chat(
+    config: DevServerConfig | None = None, *, env: Mapping[str, str] | None = None
+) -> Iterator[KeylessChat]:
+    """A local router and the keyless chat app pointed at it; the router stops with the block."""
+    with start_dev_server(config or DevServerConfig(network=BASE_SEPOLIA.v1_name)) as router:
+        yield KeylessChat(make_keyless_app(router.url, env=env), router)
+
+
+class Posted:
+    """Every message the app handled, with helpers to wait for one kind."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    def __call__(self, message: Message) -> None:
+        self.messages.append(message)
+
+    def of(self, kind: type[Message]) -> list[Message]:
+        # A message is seen once per node it bubbles through: keep each one once.
+        unique: dict[int, Message] = {}
+        for message in self.messages:
+            if isinstance(message, kind):
+                unique[id(message)] = message
+        return list(unique.values())
+
+
 async def wait_for(
     pilot: Pilot, condition: Callable[[], bool], what: str, limit: float = 20
 ) -> None:
@@ -65,6 +108,25 @@ async def wait_for(
             return
         await pilot.pause(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def run_command(pilot: Pilot, title: str) -> None:
+    """Run a command palette entry by typing its title, once the palette shows it first."""
+    await pilot.press("ctrl+p")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, CommandPalette), "the palette")
+    await pilot.press(*title)
+    options = pilot.app.screen.query_one(CommandList)
+
+    def shown_first() -> bool:
+        if options.option_count == 0 or options.highlighted is None:
+            return False
+        prompt_text = str(options.get_option_at_index(options.highlighted).prompt)
+        return prompt_text.lower().startswith(title.lower())
+
+    await wait_for(pilot, shown_first, f"{title!r} in the palette")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: not isinstance(pilot.app.screen, CommandPalette), "it to close")
+    await pilot.pause()
 
 
 def stop_blinking(app: App) -> None:

@@ -238,7 +238,9 @@ def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> 
         logging.getLogger().addHandler(logging.NullHandler())
     with _router(args, settings, env, None, need_key=False) as (base_url, account, networks):
         if not args.demo:
-            account = load_account(env)
+            # The environment only: a keyring may block or ask to be unlocked, so the app reads
+            # it in a thread once it is on screen (and offers a setup when it holds no key).
+            account = load_account(env, use_keyring=False)
         router = RouterSetup(base_url, account, networks, demo=args.demo)
         app = ChatApp(settings, router, env=env, model=args.model, max_tokens=args.max_tokens)
         app.run()

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from eth_account.signers.local import LocalAccount
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import TextArea
+from textual.worker import Worker, WorkerState
 
 from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
 from xrouter_tui.payments import Network, SpendingPolicy
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
-from xrouter_tui.ui.messages import ModelChanged
+from xrouter_tui.ui.messages import ModelChanged, WalletChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
 from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
 from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
@@ -100,6 +102,7 @@ class ChatApp(App[None]):
             ),
         )
         self._clipboard_tool = clipboard_command(self.env)
+        self.wallet_commands = WalletCommands(self)
 
     def get_default_screen(self) -> Screen:
         return ChatScreen()
@@ -169,6 +172,20 @@ class ChatApp(App[None]):
         except OSError as exc:
             self.log.warning(f"recent models not saved: {exc}")
 
+    # -- the wallet ----------------------------------------------------------------------
+
+    def use_account(self, account: LocalAccount | None) -> None:
+        """Pay for the next turns from `account` (None: no wallet), and show its address."""
+        self.router = replace(self.router, account=account)
+        self.client.account = account
+        self.chat.query_one(StatusBar).wallet = self.router.address
+        self.chat.post_message(WalletChanged(self.router.address))
+
+    @on(Worker.StateChanged)
+    def _keyring_failed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group == KEYRING_GROUP and event.state is WorkerState.ERROR:
+            self.wallet_commands.failed(event.worker.error)
+
     # -- keys ----------------------------------------------------------------------------
 
     def action_stop_or_copy(self) -> None:
@@ -196,7 +213,7 @@ class ChatApp(App[None]):
             *PROMPT_KEYS,
             *binding_rows(ChatScreen.BINDINGS),  # type: ignore[arg-type]
             *binding_rows(self.BINDINGS),  # type: ignore[arg-type]
-            ("ctrl+p", "Open the command palette: new chat, model, copy, theme, quit"),
+            ("ctrl+p", "Open the command palette: new chat, model, copy, wallet, theme, quit"),
             ("Esc (in the picker)", "Close the model picker"),
         ]
 
@@ -216,6 +233,7 @@ class ChatApp(App[None]):
             "Copy the last code block of the last answer",
             self.copy_last_code,
         )
+        yield from self.wallet_commands.commands()
         yield SystemCommand("Theme", "Change the colours (remembered)", self.action_change_theme)
         yield SystemCommand("Keys", "Show every key", self.action_help)
         yield SystemCommand("Quit", "Quit xrouter-tui", self.action_quit)
@@ -238,12 +256,17 @@ class ChatApp(App[None]):
         await self._copy(code, "the last code block")
 
     async def _copy(self, text: str, what: str) -> None:
+        how = await self.copy_text(text)
+        self.notify(f"Copied {what} ({len(text)} characters) {how}.")
+
+    async def copy_text(self, text: str) -> str:
+        """Copy `text` through the terminal and, where there is one, the system's clipboard
+        tool; returns how, in words ("with xclip", "through the terminal")."""
         self.copy_to_clipboard(text)
         tool = self._clipboard_tool
-        if await copy_with_system_tool(text, tool):
-            self.notify(f"Copied {what} ({len(text)} characters) with {tool[0]}.")  # type: ignore[index]
-        else:
-            self.notify(f"Copied {what} ({len(text)} characters) through the terminal.")
+        if tool is not None and await copy_with_system_tool(text, tool):
+            return f"with {tool[0]}"
+        return "through the terminal"
 
     def _remember_theme(self, theme: object) -> None:
         try:

@@ -1,4 +1,5 @@
-"""What the chat tells the rest of the app about a turn and the model; tests watch these too."""
+"""What the chat tells the rest of the app about a turn, the model and the wallet; tests watch
+these too."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ __all__ = [
     "ResponseFailed",
     "ResponseStarted",
     "ResponseStopped",
+    "WalletChanged",
 ]
 
 
@@ -55,3 +57,12 @@ class ModelChanged(Message):
     def __init__(self, model: str) -> None:
         super().__init__()
         self.model = model
+
+
+class WalletChanged(Message):
+    """The chat pays from `address` from now on ('' when it has no wallet). Only the address:
+    a message is logged and handed to test hooks, and the key must never travel with it."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address = address

@@ -28,6 +28,7 @@ from xrouter_tui.ui.turn import TurnSettings, TurnStats, run_turn
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, UserMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
+from xrouter_tui.wallet import key_source
 
 if TYPE_CHECKING:
     from xrouter_tui.ui.app import ChatApp
@@ -73,14 +74,11 @@ class ChatScreen(Screen[None]):
         status = self.query_one(StatusBar)
         status.model = self.app.model
         status.wallet = self.app.router.address
-        if self.app.router.account is None and not self.app.router.demo:
-            self.notify(
-                "No wallet key: set XROUTER_PRIVATE_KEY to pay for answers, or try --demo.",
-                title="No wallet",
-                severity="warning",
-                timeout=10,
-            )
-        if self.app.router.demo:
+        router = self.app.router
+        if router.account is None and not router.demo and key_source(self.app.env) == "keyring":
+            # In a thread: a locked keyring may take its time, or ask to be unlocked.
+            self.app.wallet_commands.open_keyring()
+        if router.demo:
             self.notify(
                 "A local router and a throwaway wallet on a test network: no real money moves.",
                 title="Demo mode",

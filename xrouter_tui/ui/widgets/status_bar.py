@@ -44,6 +44,8 @@ class StatusBar(Widget):
     last_charge: reactive[Decimal | None] = reactive(None)
     session_spend: reactive[Decimal] = reactive(Decimal(0))
     wallet: reactive[str] = reactive("")
+    # True while the wallet key is being read from the keyring, which may ask to be unlocked.
+    opening_keyring: reactive[bool] = reactive(False)
 
     def __init__(self, *, demo: bool = False, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -78,9 +80,11 @@ class StatusBar(Widget):
         if self.tokens:
             parts.append((self.tokens, ""))
         parts.append((money, "status-bar--muted"))
-        parts.append(
-            (short_address(self.wallet) if self.wallet else "no wallet", "status-bar--muted")
-        )
+        if self.wallet:
+            wallet = short_address(self.wallet)
+        else:
+            wallet = "opening keyring…" if self.opening_keyring else "no wallet"
+        parts.append((wallet, "status-bar--muted"))
         line = Text(no_wrap=True, overflow="ellipsis")
         for index, (piece, component) in enumerate(parts):
             if index:
