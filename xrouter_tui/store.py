@@ -1,0 +1,611 @@
+"""The history on disk: conversations, their messages, and what each answer paid (SQLite).
+
+Every write is one short transaction, so a crash leaves either all of a change or none of it;
+WAL and a busy timeout let several processes (the chat, an `ask` in a script) write at once.
+A leaf: the standard library only. Amounts are kept in atomic units, never as floats.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Self
+
+__all__ = [
+    "MESSAGE_STATUSES",
+    "PAYMENT_STATUSES",
+    "SCHEMA_VERSION",
+    "ConversationInfo",
+    "PaymentRecord",
+    "Store",
+    "StoreError",
+    "StoredMessage",
+    "StoredPayment",
+    "make_title",
+]
+
+MESSAGE_STATUSES = ("complete", "streaming", "stopped", "failed", "interrupted")
+PAYMENT_STATUSES = ("signed", "sent", "settled", "rejected", "unknown")
+# Payments the router took: what a conversation "spent".
+_SPENT = ("sent", "settled")
+_TITLE_LENGTH = 60
+# Long enough for a writer that is busy saving a big answer; a real deadlock is not possible
+# because every write takes the lock up front (BEGIN IMMEDIATE).
+_BUSY_TIMEOUT_MS = 10_000
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM conversations)"
+
+# One entry per schema version, each a list of statements run in one transaction. Never edit
+# a released entry: add the next one.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        f"""CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,
+            model TEXT NOT NULL DEFAULT '',
+            system_prompt TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL DEFAULT ({_NOW}),
+            updated TEXT NOT NULL DEFAULT ({_NOW}),
+            -- Orders conversations by their last change: clock times can tie or go back.
+            seq INTEGER NOT NULL DEFAULT 0
+        )""",
+        "CREATE INDEX conversations_by_seq ON conversations (seq)",
+        f"""CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+            role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+            content TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL CHECK (status IN {MESSAGE_STATUSES!r}),
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            error TEXT NOT NULL DEFAULT '',
+            writer_pid INTEGER,
+            created TEXT NOT NULL DEFAULT ({_NOW}),
+            updated TEXT NOT NULL DEFAULT ({_NOW})
+        )""",
+        "CREATE INDEX messages_by_conversation ON messages (conversation_id, id)",
+        "CREATE INDEX messages_streaming ON messages (status) WHERE status = 'streaming'",
+        f"""CREATE TABLE payments (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            network TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            decimals INTEGER NOT NULL,
+            pay_to TEXT NOT NULL,
+            payer TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            valid_before INTEGER NOT NULL,
+            tx TEXT,
+            status TEXT NOT NULL CHECK (status IN {PAYMENT_STATUSES!r}),
+            reason TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL DEFAULT ({_NOW}),
+            updated TEXT NOT NULL DEFAULT ({_NOW})
+        )""",
+        "CREATE INDEX payments_by_message ON payments (message_id)",
+        # Full-text search over titles and message text; the tables index the rows in place.
+        "CREATE VIRTUAL TABLE messages_fts USING fts5 (content, content='messages', "
+        "content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+        "CREATE VIRTUAL TABLE titles_fts USING fts5 ("
+        "title, content='conversations', content_rowid='id', "
+        "tokenize='unicode61 remove_diacritics 2')",
+        """CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END""",
+        """CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+        END""",
+        """CREATE TRIGGER messages_fts_update AFTER UPDATE OF content ON messages BEGIN
+            INSERT INTO messages_fts (messages_fts, rowid, content)
+                VALUES ('delete', old.id, old.content);
+            INSERT INTO messages_fts (rowid, content) VALUES (new.id, new.content);
+        END""",
+        """CREATE TRIGGER titles_fts_insert AFTER INSERT ON conversations BEGIN
+            INSERT INTO titles_fts (rowid, title) VALUES (new.id, new.title);
+        END""",
+        """CREATE TRIGGER titles_fts_delete AFTER DELETE ON conversations BEGIN
+            INSERT INTO titles_fts (titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+        END""",
+        """CREATE TRIGGER titles_fts_update AFTER UPDATE OF title ON conversations BEGIN
+            INSERT INTO titles_fts (titles_fts, rowid, title) VALUES ('delete', old.id, old.title);
+            INSERT INTO titles_fts (rowid, title) VALUES (new.id, new.title);
+        END""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# (database file, message id) of answers this process is streaming right now: another Store in
+# the same process must not take them for a crash's leftovers.
+_LIVE: set[tuple[str, int]] = set()
+
+
+class StoreError(Exception):
+    """The history could not be read or written; the message is one line for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    """What identifies a signed payment on chain (never the signature, never the key)."""
+
+    network: str
+    asset: str
+    amount: int
+    decimals: int
+    pay_to: str
+    payer: str
+    nonce: str
+    valid_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPayment:
+    """A payment as recorded, with what became of it."""
+
+    id: int
+    message_id: int
+    network: str
+    asset: str
+    amount: int
+    decimals: int
+    pay_to: str
+    payer: str
+    nonce: str
+    valid_before: int
+    status: str
+    tx: str | None
+    reason: str
+
+    @property
+    def amount_usd(self) -> Decimal:
+        """The amount in dollars (USDC), exactly."""
+        return Decimal(self.amount).scaleb(-self.decimals)
+
+    @property
+    def taken(self) -> bool:
+        """True when the router took it: it counts towards what was spent."""
+        return self.status in _SPENT
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message of a conversation, with the payment of its answer if any."""
+
+    id: int
+    conversation_id: int
+    role: str
+    content: str
+    model: str
+    status: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    error: str
+    created: str
+    updated: str
+    payment: StoredPayment | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """A conversation without its messages: what a list of conversations shows."""
+
+    id: int
+    title: str
+    model: str
+    system_prompt: str
+    created: str
+    updated: str
+    messages: int
+    spent_usd: Decimal
+
+
+def make_title(text: str, length: int = _TITLE_LENGTH) -> str:
+    """A conversation's title from its first question: one line, at most `length` characters."""
+    words = " ".join(text.split())
+    if len(words) <= length:
+        return words or "(untitled)"
+    cut = words[: length - 1]
+    if " " in cut[length // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+class Store:
+    """The history database. Open it with `Store.open(path)`; close it (or use `with`)."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+        # The answers this Store is streaming (see `_LIVE`).
+        self._streaming: set[int] = set()
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str) -> Self:
+        """Open (or create) the history at `path`, bring its schema up to date, and mark the
+        answers a crashed process left `streaming` as `interrupted`.
+
+        The folder is made private (0700) and the file 0600; SQLite gives its WAL files the
+        file's permissions.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            path.chmod(0o600)
+        except OSError as exc:
+            raise StoreError(f"{path}: the history cannot be created ({exc.strerror})") from None
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: the history cannot be opened ({exc})") from None
+        store = cls(connection, path)
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL loses no committed transaction on a process crash.
+            connection.execute("PRAGMA synchronous = NORMAL")
+            store._migrate()
+            store._mark_interrupted()
+        except StoreError:
+            connection.close()
+            raise
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StoreError(f"{path}: the history cannot be opened ({exc})") from None
+        return store
+
+    def close(self) -> None:
+        """Close the database; answers still streaming will be marked interrupted next time."""
+        for message_id in self._streaming:
+            _LIVE.discard((str(self.path), message_id))
+        self._streaming.clear()
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file (`PRAGMA user_version`)."""
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        with self._write():
+            version = self.schema_version
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path}: the history was written by a newer xrouter-tui "
+                    f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade to read it"
+                )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _mark_interrupted(self) -> None:
+        """Answers left `streaming` by a process that is gone are `interrupted` now; their
+        payments, if never resolved, have an `unknown` outcome."""
+        with self._write():
+            rows = self._db.execute(
+                "SELECT id, writer_pid FROM messages WHERE status = 'streaming'"
+            ).fetchall()
+            gone = [id_ for id_, pid in rows if not self._writer_alive(id_, pid)]
+            for id_ in gone:
+                self._db.execute(
+                    f"UPDATE messages SET status = 'interrupted', updated = {_NOW} WHERE id = ?",
+                    (id_,),
+                )
+                self._db.execute(
+                    "UPDATE payments SET status = 'unknown', reason = 'the program stopped "
+                    f"before the answer came', updated = {_NOW} "
+                    "WHERE message_id = ? AND status = 'signed'",
+                    (id_,),
+                )
+
+    def _writer_alive(self, message_id: int, pid: int | None) -> bool:
+        if pid is None:
+            return False
+        if pid == os.getpid():
+            return (str(self.path), message_id) in _LIVE
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OSError):
+            return True  # someone else's process: leave it be
+        return True
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; the lock is taken up front so that writers queue, never
+        deadlock. Nested uses join the outer transaction."""
+        if self._db.in_transaction:
+            yield self._db
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Self]:
+        """Several writes as one: all of them are kept, or none."""
+        try:
+            with self._write():
+                yield self
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: the history could not be written ({exc})") from None
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def new_conversation(self, model: str, system_prompt: str = "", title: str = "") -> int:
+        """Start a conversation and return its id."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT INTO conversations (title, model, system_prompt, seq) "
+                f"VALUES (?, ?, ?, {_NEXT_SEQ})",
+                (title or "(untitled)", model, system_prompt),
+            )
+        return _rowid(cursor)
+
+    def add_message(
+        self,
+        conversation_id: int,
+        role: str,
+        content: str,
+        *,
+        model: str = "",
+        status: str = "complete",
+    ) -> int:
+        """Append a message and return its id. A `streaming` answer belongs to this process
+        until `finish_message`; if the process dies first, the next `open` marks it
+        `interrupted`."""
+        _check_status(status, MESSAGE_STATUSES)
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT INTO messages (conversation_id, role, content, model, status, writer_pid)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, role, content, model, status, os.getpid()),
+            )
+            self._touch(conversation_id, model)
+        message_id = _rowid(cursor)
+        if status == "streaming":
+            _LIVE.add((str(self.path), message_id))
+            self._streaming.add(message_id)
+        return message_id
+
+    def update_message_text(self, message_id: int, text: str) -> None:
+        """Save the text of an answer as it grows (call it about once a second, not per
+        piece: each call rewrites the whole text and its search index)."""
+        with self.transaction():
+            self._db.execute(
+                f"UPDATE messages SET content = ?, updated = {_NOW} WHERE id = ?",
+                (text, message_id),
+            )
+
+    def finish_message(
+        self,
+        message_id: int,
+        status: str,
+        *,
+        text: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        error: str = "",
+    ) -> None:
+        """Say how an answer ended (complete, stopped, failed), with its final text, its token
+        counts and the error, if any."""
+        _check_status(status, MESSAGE_STATUSES)
+        with self.transaction():
+            self._db.execute(
+                "UPDATE messages SET status = ?, content = coalesce(?, content), "
+                "prompt_tokens = coalesce(?, prompt_tokens), "
+                "completion_tokens = coalesce(?, completion_tokens), error = ?, "
+                f"updated = {_NOW} WHERE id = ?",
+                (status, text, prompt_tokens, completion_tokens, error, message_id),
+            )
+            self._db.execute(
+                f"UPDATE conversations SET updated = {_NOW}, seq = {_NEXT_SEQ} WHERE id = "
+                "(SELECT conversation_id FROM messages WHERE id = ?)",
+                (message_id,),
+            )
+        _LIVE.discard((str(self.path), message_id))
+        self._streaming.discard(message_id)
+
+    def record_payment(self, message_id: int, payment: PaymentRecord) -> int:
+        """Record a payment just signed for an answer (status `signed`); call it before the
+        paid request is sent, so that a crash cannot hide a possible charge."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "INSERT INTO payments (message_id, network, asset, amount, decimals, pay_to, "
+                "payer, nonce, valid_before, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed')",
+                (
+                    message_id,
+                    payment.network,
+                    payment.asset,
+                    payment.amount,
+                    payment.decimals,
+                    payment.pay_to,
+                    payment.payer,
+                    payment.nonce,
+                    payment.valid_before,
+                ),
+            )
+        return _rowid(cursor)
+
+    def update_payment(
+        self, payment_id: int, status: str, *, tx: str | None = None, reason: str = ""
+    ) -> None:
+        """What became of a payment: sent, settled (with its transaction), rejected or unknown
+        (with the reason)."""
+        _check_status(status, PAYMENT_STATUSES)
+        with self.transaction():
+            self._db.execute(
+                "UPDATE payments SET status = ?, tx = coalesce(?, tx), reason = ?, "
+                f"updated = {_NOW} WHERE id = ?",
+                (status, tx, reason, payment_id),
+            )
+
+    def rename(self, conversation_id: int, title: str) -> bool:
+        """Give a conversation a new title; False when there is no such conversation."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?",
+                (make_title(title, 200), conversation_id),
+            )
+        return cursor.rowcount > 0
+
+    def set_system_prompt(self, conversation_id: int, system_prompt: str) -> None:
+        """Replace a conversation's system prompt for its later turns."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE conversations SET system_prompt = ? WHERE id = ?",
+                (system_prompt, conversation_id),
+            )
+
+    def delete(self, conversation_id: int) -> bool:
+        """Delete a conversation with its messages and payments; False when there is none."""
+        with self.transaction():
+            cursor = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+        return cursor.rowcount > 0
+
+    def _touch(self, conversation_id: int, model: str) -> None:
+        self._db.execute(
+            f"UPDATE conversations SET updated = {_NOW}, seq = {_NEXT_SEQ}, "
+            "model = CASE WHEN ? != '' THEN ? ELSE model END WHERE id = ?",
+            (model, model, conversation_id),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def conversations(
+        self, search: str | None = None, *, limit: int | None = None
+    ) -> list[ConversationInfo]:
+        """Conversations, the most recently updated first; `search` keeps those whose title or
+        messages contain every word of it (full-text, case and accents ignored)."""
+        where, params = "", []
+        if search is not None:
+            query = _fts_query(search)
+            if not query:
+                return []
+            where = (
+                "WHERE c.id IN (SELECT rowid FROM titles_fts WHERE titles_fts MATCH ?) "
+                "OR c.id IN (SELECT m.conversation_id FROM messages AS m JOIN "
+                "(SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?) AS f "
+                "ON f.rowid = m.id)"
+            )
+            params = [query, query]
+        sql = f"{_CONVERSATION_SELECT} {where} ORDER BY c.seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = self._read(sql, params)
+        return [_conversation(row) for row in rows]
+
+    def conversation(self, conversation_id: int) -> ConversationInfo | None:
+        """One conversation's summary, or None."""
+        rows = self._read(f"{_CONVERSATION_SELECT} WHERE c.id = ?", (conversation_id,))
+        return _conversation(rows[0]) if rows else None
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """A conversation's messages, oldest first, each with its payment."""
+        rows = self._read(
+            "SELECT m.id, m.conversation_id, m.role, m.content, m.model, m.status, "
+            "m.prompt_tokens, m.completion_tokens, m.error, m.created, m.updated, "
+            "p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, p.payer, "
+            "p.nonce, p.valid_before, p.status, p.tx, p.reason "
+            "FROM messages AS m LEFT JOIN payments AS p ON p.id = "
+            "(SELECT max(id) FROM payments WHERE message_id = m.id) "
+            "WHERE m.conversation_id = ? ORDER BY m.id",
+            (conversation_id,),
+        )
+        return [
+            StoredMessage(*row[:11], payment=StoredPayment(*row[11:]) if row[11] else None)
+            for row in rows
+        ]
+
+    def latest_conversation_id(self) -> int | None:
+        """The most recently updated conversation, or None when there is none."""
+        rows = self._read("SELECT id FROM conversations ORDER BY seq DESC LIMIT 1")
+        return rows[0][0] if rows else None
+
+    def history_messages(self, conversation_id: int) -> list[dict[str, str]]:
+        """What to send the router to go on with a conversation: its system prompt, then every
+        question whose answer is complete or stopped with text (as `Conversation.history()`).
+        A question left without such an answer is not sent again."""
+        info = self.conversation(conversation_id)
+        if info is None:
+            return []
+        sent = [{"role": "system", "content": info.system_prompt}] if info.system_prompt else []
+        question: StoredMessage | None = None
+        for message in self.messages(conversation_id):
+            if message.role == "user":
+                question = message if message.status != "failed" else None
+                continue
+            if message.role != "assistant":
+                continue
+            if question is not None and message.content and message.status in _RESENT:
+                sent.append({"role": "user", "content": question.content})
+                sent.append({"role": "assistant", "content": message.content})
+            question = None
+        return sent
+
+    def _read(self, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: the history could not be read ({exc})") from None
+
+
+_RESENT = ("complete", "stopped")
+
+_CONVERSATION_SELECT = (
+    "SELECT c.id, c.title, c.model, c.system_prompt, c.created, c.updated, "
+    "(SELECT count(*) FROM messages WHERE conversation_id = c.id), "
+    "(SELECT group_concat(p.amount || ':' || p.decimals) FROM payments AS p "
+    f"JOIN messages AS m ON m.id = p.message_id WHERE m.conversation_id = c.id "
+    f"AND p.status IN {_SPENT!r}) "
+    "FROM conversations AS c"
+)
+
+
+def _conversation(row: tuple) -> ConversationInfo:
+    spent = Decimal(0)
+    for item in (row[7] or "").split(","):
+        if item:
+            amount, decimals = item.split(":")
+            spent += Decimal(int(amount)).scaleb(-int(decimals))
+    return ConversationInfo(*row[:7], spent_usd=spent)
+
+
+def _fts_query(text: str) -> str:
+    """The user's words as an FTS5 query: every word must occur (each quoted, so that no
+    character of theirs is taken for FTS5 syntax)."""
+    words = [word.replace('"', '""') for word in text.split()]
+    return " ".join(f'"{word}"' for word in words if word.strip('"'))
+
+
+def _check_status(status: str, allowed: tuple[str, ...]) -> None:
+    if status not in allowed:
+        raise ValueError(f"unknown status {status!r} (known: {', '.join(allowed)})")
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
