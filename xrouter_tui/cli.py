@@ -31,10 +31,18 @@ from xrouter_tui.commands.ask import (
     stream_answer,
 )
 from xrouter_tui.commands.demo import demo_router
+from xrouter_tui.commands.history import (
+    export_json,
+    export_markdown,
+    history_json,
+    history_table,
+)
+from xrouter_tui.commands.journal import TurnJournal, history_path
 from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
 from xrouter_tui.config import ConfigError, Settings, apply_settings, load_settings
 from xrouter_tui.payments import Network, PaymentRefused, SpendingPolicy
+from xrouter_tui.store import Store, StoreError
 from xrouter_tui.wallet import ENV_KEY, WalletError, load_account, redact
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_REFUSED", "EXIT_USAGE", "build_parser", "main"]
@@ -78,7 +86,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="USD",
         help="refuse to pay more than this for this request (tightens max_per_request_usd)",
     )
+    saved = ask.add_mutually_exclusive_group()
+    saved.add_argument(
+        "-c",
+        "--continue",
+        dest="continue_latest",
+        action="store_true",
+        help="continue the most recent conversation: its earlier exchanges are sent too, and "
+        "its model and system prompt are kept unless -m or -s is given",
+    )
+    saved.add_argument(
+        "--cid", type=_id_argument, metavar="ID", help="continue the conversation with this id"
+    )
+    saved.add_argument(
+        "--no-history", action="store_true", help="save nothing of this question or its answer"
+    )
     _add_router_options(ask)
+
+    history = commands.add_parser(
+        "history",
+        help="list the saved conversations, newest first",
+        description="List the saved conversations, the most recently changed first.",
+    )
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    history.add_argument(
+        "--search",
+        metavar="TEXT",
+        help="only conversations whose title or a message contains every word of TEXT",
+    )
+
+    export = commands.add_parser(
+        "export",
+        help="print one saved conversation as Markdown or JSON",
+        description="Print one saved conversation to stdout: Markdown with a front-matter "
+        "(model, tokens, cost, transactions), or JSON.",
+    )
+    export.add_argument("id", type=_id_argument, metavar="ID", help="the id `history` shows")
+    export.add_argument("--format", choices=("md", "json"), default="md", help="default: md")
 
     models = commands.add_parser("models", help="list the router's models and prices")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -129,6 +173,10 @@ def main(
             return _ask(args, env, stdin, stdout, stderr)
         if args.command == "models":
             return _models(args, env, stdout, stderr)
+        if args.command == "history":
+            return _history(args, env, stdout)
+        if args.command == "export":
+            return _export(args, env, stdout, stderr)
         if args.command == "key":
             if args.given:
                 _error(
@@ -151,6 +199,9 @@ def main(
     except (ConfigError, WalletError, PromptError) as exc:
         _error(stderr, str(exc))
         return EXIT_USAGE
+    except StoreError as exc:
+        _error(stderr, str(exc))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         _error(stderr, "interrupted.")
         return EXIT_INTERRUPTED
@@ -171,12 +222,52 @@ def _ask(
     stderr: IO[str],
 ) -> int:
     settings = _settings(args, env)
+    prompt = read_prompt(args.prompt, stdin)
+    if args.no_history:
+        return _ask_and_answer(args, env, settings, prompt, None, stdout, stderr)
+    with Store.open(history_path(env)) as store:
+        return _ask_and_answer(args, env, settings, prompt, store, stdout, stderr)
+
+
+def _ask_and_answer(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    settings: Settings,
+    prompt: str,
+    store: Store | None,
+    stdout: IO[str],
+    stderr: IO[str],
+) -> int:
+    """One question, answered and, unless `store` is None, saved as it goes."""
+    system = settings.system_prompt if args.system is None else args.system
+    model = args.model or settings.model
+    earlier: tuple[dict[str, str], ...] = ()
+    conversation_id: int | None = None
+    if store is not None and (args.continue_latest or args.cid is not None):
+        conversation_id = store.latest_conversation_id() if args.continue_latest else args.cid
+        info = store.conversation(conversation_id) if conversation_id is not None else None
+        if info is None:
+            _error(
+                stderr,
+                "no conversation to continue yet."
+                if args.continue_latest
+                else f"no conversation with id {args.cid} (`{PROG} history` lists them).",
+            )
+            return EXIT_USAGE
+        # Going on with a conversation keeps its model and system prompt unless told otherwise.
+        model = args.model or info.model or model
+        if args.system is None:
+            system = info.system_prompt
+        elif args.system != info.system_prompt:
+            store.set_system_prompt(info.id, args.system)
+        earlier = tuple(m for m in store.history_messages(info.id) if m["role"] != "system")
     request = AskRequest(
-        prompt=read_prompt(args.prompt, stdin),
-        model=args.model or settings.model,
+        prompt=prompt,
+        model=model,
         max_tokens=args.max_tokens or settings.max_tokens,
-        system=settings.system_prompt if args.system is None else args.system,
+        system=system,
         temperature=settings.temperature,
+        earlier=earlier,
     )
     with _router(args, settings, env, stderr) as (base_url, account, networks):
         if account is None:
@@ -193,6 +284,12 @@ def _ask(
         policy = SpendingPolicy(networks=networks, max_per_request_usd=cap, cap_setting=cap_setting)
         record = TurnRecord(model=request.model)
         progress = Progress(stderr, enabled=_isatty(stderr))
+        journal = None
+        if store is not None:
+            journal = TurnJournal(
+                store, conversation_id=conversation_id, model=model, system_prompt=system
+            )
+            conversation_id = journal.begin(prompt)  # committed before any network I/O
 
         async def turn() -> None:
             async with RouterClient(
@@ -205,6 +302,7 @@ def _ask(
                     out=stdout,
                     progress=progress,
                     out_is_terminal=_isatty(stdout),
+                    journal=journal,
                 )
 
         try:
@@ -212,15 +310,48 @@ def _ask(
         except BrokenPipeError:
             # The reader of our stdout went away (`| head`): stop quietly, the turn is over.
             _silence_stdout()
+            if journal is not None:
+                journal.failed_payment(BrokenPipeError(), accepted=record.accepted)
+                journal.finish("stopped", usage=record.usage, error="the output was closed")
             return EXIT_FAILED
-        except (KeyboardInterrupt, PaymentRefused, RouterError) as exc:
+        except (KeyboardInterrupt, PaymentRefused, RouterError, StoreError) as exc:
             _end_answer(stdout, record, progress)
-            message, code = _turn_failure(exc, record)
+            if isinstance(exc, StoreError):
+                message, code = str(exc), EXIT_FAILED
+            else:
+                message, code = _turn_failure(exc, record)
+            if journal is not None:
+                _save_failure(journal, exc, record, message)
             _error(stderr, message)
             return code
+        except BaseException as exc:
+            # Whatever else went wrong, the answer is not left `streaming`.
+            if journal is not None:
+                _save_failure(journal, exc, record, f"{type(exc).__name__}: {exc}")
+            raise
         _end_answer(stdout, record, progress)
-        print(record.summary(), file=stderr, flush=True)
+        if journal is not None:
+            journal.finish("complete", usage=record.usage)
+        summary = record.summary()
+        if conversation_id is not None:
+            summary += f" · conversation {conversation_id}"
+        print(summary, file=stderr, flush=True)
         return EXIT_OK
+
+
+def _save_failure(
+    journal: TurnJournal, exc: BaseException, record: TurnRecord, message: str
+) -> None:
+    """Keep how a turn ended: stopped by the user, or failed with its error and partial text."""
+    try:
+        journal.failed_payment(exc, accepted=record.accepted)
+        if isinstance(exc, KeyboardInterrupt):
+            journal.finish("stopped", usage=record.usage)
+        else:
+            partial = exc.partial_text if isinstance(exc, RouterError) else ""
+            journal.finish("failed", usage=record.usage, error=message, partial_text=partial)
+    except StoreError:
+        pass  # the answer stays `streaming`, and is marked interrupted at the next start
 
 
 def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> int:
@@ -275,6 +406,30 @@ def _models(
             _error(stderr, exc.message)
             return EXIT_FAILED
     print(models_json(models) if args.json else models_table(models), file=stdout, flush=True)
+    return EXIT_OK
+
+
+def _history(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
+    with Store.open(history_path(env)) as store:
+        conversations = store.conversations(search=args.search)
+    print(history_json(conversations) if args.json else history_table(conversations), file=stdout)
+    return EXIT_OK
+
+
+def _export(
+    args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]
+) -> int:
+    with Store.open(history_path(env)) as store:
+        info = store.conversation(args.id)
+        messages = store.messages(args.id) if info is not None else []
+    if info is None:
+        _error(stderr, f"no conversation with id {args.id} (`{PROG} history` lists them).")
+        return EXIT_USAGE
+    document = (
+        export_json(info, messages) if args.format == "json" else export_markdown(info, messages)
+    )
+    stdout.write(document if document.endswith("\n") else document + "\n")
+    stdout.flush()
     return EXIT_OK
 
 
@@ -346,6 +501,16 @@ def _max_tokens_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 128_000:
         raise argparse.ArgumentTypeError(f"must be from 1 to 128000, got {value}")
+    return value
+
+
+def _id_argument(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a conversation id: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a conversation id: {text!r}")
     return value
 
 

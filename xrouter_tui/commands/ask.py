@@ -7,12 +7,15 @@ terminal) and one summary line at the end: model, tokens, amount paid, transacti
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from xrouter_tui.api import Delta, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
+
+if TYPE_CHECKING:
+    from xrouter_tui.commands.journal import TurnJournal
 
 __all__ = [
     "AskRequest",
@@ -42,6 +45,8 @@ class AskRequest:
     max_tokens: int
     system: str = ""
     temperature: float | None = None
+    # The earlier exchanges of a continued conversation, oldest first (no system prompt).
+    earlier: tuple[Mapping[str, str], ...] = ()
 
 
 @dataclass(slots=True)
@@ -124,8 +129,9 @@ def read_prompt(words: Sequence[str], stdin: IO[str] | None) -> str:
 
 
 def build_messages(request: AskRequest) -> list[dict[str, str]]:
-    """The conversation of a one-shot question: an optional system prompt, then the question."""
+    """What is sent: an optional system prompt, the earlier exchanges, then the question."""
     messages = [{"role": "system", "content": request.system}] if request.system.strip() else []
+    messages.extend({"role": m["role"], "content": m["content"]} for m in request.earlier)
     messages.append({"role": "user", "content": request.prompt})
     return messages
 
@@ -138,10 +144,14 @@ async def stream_answer(
     out: IO[str],
     progress: Progress,
     out_is_terminal: bool,
+    journal: TurnJournal | None = None,
 ) -> None:
-    """Pay, then write each delta to `out` as it comes; `record` keeps what happened."""
+    """Pay, then write each delta to `out` as it comes; `record` keeps what happened, and
+    `journal`, if given, writes it to the history as it goes."""
 
     def signed(payment: SignedPayment) -> None:
+        if journal is not None:
+            journal.signed(payment)  # before the paid request goes out
         record.payment = payment
         progress.show(f"paying {format_usd(payment.amount_usd)} on {payment.network.label}…")
 
@@ -164,6 +174,8 @@ async def stream_answer(
                     progress.enabled = False
             out.write(event.text)
             out.flush()
+            if journal is not None:
+                journal.delta(event.text)
             record.deltas += 1
             record.ends_with_newline = event.text.endswith("\n")
             if progress.enabled:
@@ -174,6 +186,8 @@ async def stream_answer(
         elif isinstance(event, Paid):
             record.accepted = True
             record.receipt = event.receipt
+            if journal is not None:
+                journal.paid(event.receipt)
             progress.show("paid; waiting for the answer…")
         elif isinstance(event, Reasoning):
             progress.show("thinking…", throttle=True)

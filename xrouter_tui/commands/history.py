@@ -1,0 +1,162 @@
+"""`xrouter-tui history` and `export`: the saved conversations as a table, JSON or Markdown."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from xrouter_tui.payments import format_usd
+from xrouter_tui.store import ConversationInfo, StoredMessage
+
+__all__ = ["export_json", "export_markdown", "history_json", "history_table"]
+
+_TITLE_WIDTH = 50
+
+
+def history_json(conversations: list[ConversationInfo]) -> str:
+    """The conversations as a JSON list (amounts as decimal strings: never floats for money)."""
+    return json.dumps(
+        [
+            {
+                "id": info.id,
+                "title": info.title,
+                "model": info.model,
+                "messages": info.messages,
+                "created": info.created,
+                "updated": info.updated,
+                "spent_usd": _usd(info.spent_usd),
+            }
+            for info in conversations
+        ],
+        indent=2,
+        ensure_ascii=False,
+    )
+
+
+def history_table(conversations: list[ConversationInfo]) -> str:
+    """A table for people: id, last change, model, message count, spend, title."""
+    if not conversations:
+        return "No saved conversations."
+    rows = [("ID", "UPDATED", "MODEL", "MSGS", "SPENT", "TITLE")]
+    for info in conversations:
+        title = (
+            info.title if len(info.title) <= _TITLE_WIDTH else info.title[: _TITLE_WIDTH - 1] + "…"
+        )
+        updated = info.updated[:16].replace("T", " ")  # to the minute, UTC
+        spent = format_usd(info.spent_usd)
+        rows.append((str(info.id), updated, info.model, str(info.messages), spent, title))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(w) if i in (0, 3, 4) else cell.ljust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+        ]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)
+
+
+def export_json(info: ConversationInfo, messages: list[StoredMessage]) -> str:
+    """One conversation as a JSON object with all of its messages and their payments."""
+    document = {
+        "id": info.id,
+        "title": info.title,
+        "model": info.model,
+        "system_prompt": info.system_prompt,
+        "created": info.created,
+        "updated": info.updated,
+        "spent_usd": _usd(info.spent_usd),
+        "messages": [_message(message) for message in messages],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> str:
+    """One conversation as Markdown, with a YAML front-matter: model, tokens, cost, tx hashes."""
+    prompt_tokens = sum(m.prompt_tokens or 0 for m in messages)
+    completion_tokens = sum(m.completion_tokens or 0 for m in messages)
+    models = sorted({m.model for m in messages if m.role == "assistant" and m.model})
+    transactions = [m.payment.tx for m in messages if m.payment and m.payment.tx]
+    front = [
+        "---",
+        f"id: {info.id}",
+        f"title: {_yaml(info.title)}",
+        f"model: {_yaml(info.model)}",
+    ]
+    if len(models) > 1:
+        front.append("models: [" + ", ".join(_yaml(m) for m in models) + "]")
+    front += [
+        f"created: {_yaml(info.created)}",
+        f"updated: {_yaml(info.updated)}",
+        f"prompt_tokens: {prompt_tokens}",
+        f"completion_tokens: {completion_tokens}",
+        f"cost_usd: {_yaml(_usd(info.spent_usd))}",
+        "transactions:" + ("" if transactions else " []"),
+        *(f"  - {_yaml(tx)}" for tx in transactions),
+        "---",
+        "",
+        f"# {info.title}",
+        "",
+    ]
+    if info.system_prompt:
+        front += ["> System: " + info.system_prompt.replace("\n", "\n> "), ""]
+    body = []
+    for message in messages:
+        heading = "## You" if message.role == "user" else f"## {message.role.capitalize()}"
+        notes = []
+        if message.role == "assistant":
+            if message.model:
+                notes.append(message.model)
+            if message.status != "complete":
+                notes.append(message.status)
+            if message.payment is not None:
+                payment = message.payment
+                paid = f"{format_usd(payment.amount_usd)} on {payment.network} ({payment.status})"
+                notes.append(paid + (f", tx {payment.tx}" if payment.tx else ""))
+        if notes:
+            heading += " (" + " · ".join(notes) + ")"
+        body += [heading, "", message.content.rstrip() or "*(no text)*", ""]
+        if message.error:
+            body += [f"> Error: {message.error}", ""]
+    return "\n".join(front + body).rstrip() + "\n"
+
+
+def _message(message: StoredMessage) -> dict[str, Any]:
+    payment = message.payment
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "error": message.error or None,
+        "created": message.created,
+        "payment": None
+        if payment is None
+        else {
+            "amount_usd": _usd(payment.amount_usd),
+            "amount": str(payment.amount),
+            "tx": payment.tx,
+            "network": payment.network,
+            "status": payment.status,
+            "payer": payment.payer,
+            "pay_to": payment.pay_to,
+            "nonce": payment.nonce,
+            "valid_before": payment.valid_before,
+            "reason": payment.reason or None,
+        },
+    }
+
+
+def _usd(amount: Decimal) -> str:
+    """An exact dollar amount as a string: `0.0135`, `0`."""
+    text = format(amount, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _yaml(text: str) -> str:
+    # A JSON string is a valid YAML scalar, whatever it holds.
+    return json.dumps(text, ensure_ascii=False)
