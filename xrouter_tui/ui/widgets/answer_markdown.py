@@ -70,6 +70,10 @@ class AnswerMarkdown(Widget):
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
 
+    def show(self, text: str) -> None:
+        """Take in a whole finished text at once (a message of a resumed conversation)."""
+        self._take_in(text)
+
     async def finish(self) -> None:
         """Wait until everything fed so far is written and on screen."""
         writer = self._writer

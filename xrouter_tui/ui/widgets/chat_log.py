@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.timer import Timer
+from textual.widget import Widget
 from textual.widgets import Static
 
 from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
@@ -14,11 +19,31 @@ __all__ = [
     "AnswerMessage",
     "ChatLog",
     "ErrorBlock",
+    "ShownMessage",
     "UserMessage",
 ]
 
 # The model's reasoning is drawn at most once a frame.
 FRAME_SECONDS = 1 / 60
+# A resumed conversation shows its newest messages at once and mounts older ones this many at
+# a time as the reader scrolls up: opening 2,000 messages costs what opening 40 does.
+HISTORY_BATCH = 40
+# How close to the top (in lines) the reader scrolls before the next older batch is mounted:
+# far enough ahead that it is there before it is reached.
+LOAD_AHEAD_LINES = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ShownMessage:
+    """A message of a resumed conversation, as the log shows it."""
+
+    role: Literal["user", "assistant"]
+    text: str
+    model: str = ""
+    # The dim line under an answer: tokens, what was paid, the transaction.
+    footer: str = ""
+    # What went wrong with this turn, shown in an error block under it.
+    error: str = ""
 
 
 class ChatLog(VerticalScroll):
@@ -27,12 +52,64 @@ class ChatLog(VerticalScroll):
 
     can_focus = False
 
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        # A resumed conversation's messages not mounted yet, oldest first.
+        self._unshown: list[ShownMessage] = []
+        self._loading = False
+
     def on_mount(self) -> None:
         self.anchor()
 
     def follow(self) -> None:
         """Jump to the newest message and follow it again."""
         self.scroll_end(animate=False, immediate=True)
+
+    async def show_history(self, messages: Sequence[ShownMessage]) -> None:
+        """Show a resumed conversation in place of what the log holds, scrolled to its end.
+
+        Only the newest `HISTORY_BATCH` messages are mounted now; older ones follow, a batch
+        at a time, as the reader scrolls up towards them.
+        """
+        await self.remove_children()
+        self._unshown = list(messages)
+        await self.mount_all(self._take_newest())
+        self.anchor()
+        self.follow()
+
+    @property
+    def unshown(self) -> int:
+        """How many older messages of a resumed conversation are not mounted yet."""
+        return len(self._unshown)
+
+    def _take_newest(self) -> list[Widget]:
+        batch = self._unshown[-HISTORY_BATCH:]
+        del self._unshown[-HISTORY_BATCH:]
+        return [_message_widget(message) for message in batch]
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if self._unshown and not self._loading and new <= LOAD_AHEAD_LINES:
+            self._loading = True
+            self.call_later(self._load_older)
+
+    async def _load_older(self) -> None:
+        try:
+            widgets = self._take_newest()
+            if not widgets:
+                return
+            before = self.virtual_size.height
+            first = self.children[0] if self.children else None
+            await self.mount_all(widgets, before=first)
+            # Keep the lines the reader is looking at where they were: the new batch goes above.
+            self.call_after_refresh(self._keep_place, before)
+        finally:
+            self._loading = False
+
+    def _keep_place(self, height_before: int) -> None:
+        grown = self.virtual_size.height - height_before
+        if grown > 0:
+            self.scroll_to(y=self.scroll_y + grown, animate=False, immediate=True)
 
 
 class UserMessage(Static):
@@ -62,11 +139,15 @@ class AnswerMessage(Vertical):
         self.footer = Static("", classes="answer-footer", markup=False)
         self._reasoning: list[str] = []
         self._reasoning_timer: Timer | None = None
+        # Set before mounting, for an answer of a resumed conversation that failed.
+        self.error_text = ""
 
     def compose(self) -> ComposeResult:
         yield self.thinking
         yield self.body
         yield self.footer
+        if self.error_text:
+            yield ErrorBlock(self.error_text)
 
     def add_reasoning(self, text: str) -> None:
         """Queue a piece of reasoning; it is drawn once per frame, like the answer."""
@@ -85,3 +166,16 @@ class AnswerMessage(Vertical):
 
     async def show_error(self, text: str) -> None:
         await self.mount(ErrorBlock(text))
+
+
+def _message_widget(message: ShownMessage) -> Widget:
+    if message.role == "user":
+        return UserMessage(message.text)
+    answer = AnswerMessage(message.model)
+    answer.body.show(message.text)
+    if not message.text:
+        answer.body.display = False
+    answer.set_footer(message.footer)
+    if message.error:
+        answer.error_text = message.error
+    return answer

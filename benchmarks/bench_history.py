@@ -1,0 +1,178 @@
+"""Benchmark: opening a long conversation in the chat; prints figures, asserts nothing.
+
+    python benchmarks/bench_history.py [--sizes 200 2000] [--chars 430]
+
+For each size, a history file is filled with a conversation of that many messages of about
+`--chars` characters (Markdown: a paragraph, a list, inline code, a link), questions and answers
+in turn. Then, in a fresh process per size (so that its memory is its own), the real `ChatApp`
+starts headless at 120x40, and three things are timed:
+- from reading the conversation out of the file to the first frame that shows it;
+- a key press to its repaint, to show the screen answers;
+- a scroll to the top to the frame with the next older batch mounted.
+The process's peak RSS is read at the end (goal: <= 1 s and <= 300 MB at 2,000 messages, and
+about the same as at 200). The clocks lean on Textual 8.2.8's insides
+(`Screen._compositor_refresh`, the driver's `process_message`): a benchmark may, the product
+must not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+# Runs from a checkout too, without the package installed.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# First: importing the app's package sets Textual's frame rate, as it does for the program.
+from xrouter_tui.ui import ChatApp, RouterSetup  # noqa: I001
+
+from eth_account import Account
+from textual import events
+from textual.screen import Screen
+
+from xrouter_tui.config import Settings
+from xrouter_tui.payments import BASE_SEPOLIA
+from xrouter_tui.store import Store
+from xrouter_tui.ui.widgets.chat_log import ChatLog, ShownMessage
+from xrouter_tui.ui.widgets.prompt import PromptInput
+
+MODEL = "anthropic/claude-3.5-sonnet"
+SIZE = (120, 40)
+
+
+def message_text(index: int, chars: int) -> str:
+    """About `chars` characters of Markdown, different for each message."""
+    parts = [
+        f"Answer {index}: here is **what matters** about `item_{index}`, in short.\n",
+        f"- the first point, with a [reference](https://example.org/{index})\n"
+        "- the second point, a little longer than the first one\n",
+    ]
+    filler = "Some more words explain the point in plain terms, one sentence after another. "
+    text = "\n".join(parts) + "\n"
+    while len(text) < chars:
+        text += filler
+    return text[:chars]
+
+
+def fill(path: Path, count: int, chars: int) -> int:
+    """A conversation of `count` messages in the history file at `path`; its id."""
+    store = Store.open(path)
+    try:
+        with store.transaction():
+            conversation = store.new_conversation(MODEL, title="A long conversation")
+            for index in range(count):
+                role = "user" if index % 2 == 0 else "assistant"
+                text = message_text(index, chars)
+                store.add_message(conversation, role, text, model=MODEL, status="complete")
+        return conversation
+    finally:
+        store.close()
+
+
+async def open_and_measure(path: Path, conversation: int) -> dict[str, Any]:
+    """In this process: start the chat, open the conversation, time it to its first frame."""
+    frames: list[float] = []
+    original = Screen._compositor_refresh
+
+    def timed(screen: Screen) -> None:
+        original(screen)
+        frames.append(time.perf_counter())
+
+    Screen._compositor_refresh = timed  # type: ignore[method-assign]
+    account = Account.create()
+    setup = RouterSetup("http://127.0.0.1:9", account, (BASE_SEPOLIA,), demo=True)
+    app = ChatApp(Settings(model=MODEL), setup, model=MODEL)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        prompt = app.screen.query_one(PromptInput)
+        prompt.cursor_blink = False
+        log = app.screen.query_one(ChatLog)
+        start = time.perf_counter()
+        store = Store.open(path)
+        try:
+            stored = store.messages(conversation)
+        finally:
+            store.close()
+        shown = [
+            ShownMessage("user" if m.role == "user" else "assistant", m.content, m.model)
+            for m in stored
+        ]
+        await log.show_history(shown)
+        drawn = len(frames)
+        while len(frames) == drawn:
+            await asyncio.sleep(0.001)
+        opened = frames[-1] - start
+        # Interactive: a key typed now is on screen at the next frame.
+        pressed = time.perf_counter()
+        # As the terminal's input thread does it (Pilot's press waits for more than the frame).
+        assert app._driver is not None
+        app._driver.process_message(events.Key("x", "x"))
+        while prompt.text != "x" or frames[-1] < pressed:
+            await asyncio.sleep(0.001)
+        key = frames[-1] - pressed
+        mounted = len(log.children)
+        # Scrolling up to the top mounts the next older batch above what is read.
+        unshown = log.unshown
+        scrolled = time.perf_counter()
+        log.scroll_to(y=0, animate=False)
+        while log.unshown == unshown or frames[-1] < scrolled:
+            await asyncio.sleep(0.001)
+        await pilot.pause()
+        older = frames[-1] - scrolled
+    return {
+        "messages": len(stored),
+        "open_s": opened,
+        "key_ms": key * 1000,
+        "mounted": mounted,
+        "older_ms": older * 1000,
+        "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
+    parser.add_argument("--chars", type=int, default=430)
+    parser.add_argument("--child", nargs=2, metavar=("PATH", "ID"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = asyncio.run(open_and_measure(Path(args.child[0]), int(args.child[1])))
+        print(json.dumps(result))
+        return
+    print(
+        f"Opening a conversation in the chat ({SIZE[0]}x{SIZE[1]}, headless): from reading it "
+        "out of the history file to the first frame that shows it; then one key to its repaint."
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        for size in args.sizes:
+            path = Path(folder) / f"history-{size}.sqlite3"
+            conversation = fill(path, size, args.chars)
+            env = {**os.environ, "XROUTER_DATA_DIR": folder, "XROUTER_CONFIG_DIR": folder}
+            child = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), str(conversation)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
+            result = json.loads(child.stdout.strip().splitlines()[-1])
+            print(
+                f"  {result['messages']:>5,} messages: open {result['open_s']:.2f} s, "
+                f"key {result['key_ms']:.0f} ms, {result['mounted']} messages mounted, the next "
+                f"older batch on scrolling up {result['older_ms']:.0f} ms, "
+                f"peak RSS {result['rss_mb']:.0f} MB"
+            )
+    print("Goal: <= 1 s and <= 300 MB at 2,000 messages, about the same as at 200.")
+
+
+if __name__ == "__main__":
+    main()
