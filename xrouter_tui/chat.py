@@ -22,6 +22,8 @@ class MessageStatus(StrEnum):
     STREAMING = "streaming"
     STOPPED = "stopped"
     FAILED = "failed"
+    # Left streaming by a program that stopped before the answer ended (read from the history).
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(slots=True)
@@ -51,6 +53,9 @@ class Conversation:
 
     system_prompt: str = ""
     messages: list[ChatMessage] = field(default_factory=list)
+    # What the answers cost that are known only by their amount: those of a conversation resumed
+    # from the history, whose signed payments are not in memory.
+    carried_usd: Decimal = Decimal(0)
 
     def add(self, message: ChatMessage) -> ChatMessage:
         self.messages.append(message)
@@ -82,7 +87,7 @@ class Conversation:
     @property
     def spent_usd(self) -> Decimal:
         """Everything this conversation's answers cost."""
-        return sum((message.charged_usd for message in self.messages), Decimal(0))
+        return sum((message.charged_usd for message in self.messages), self.carried_usd)
 
     def last_answer(self) -> ChatMessage | None:
         """The newest answer that has text, if any."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
 
 from eth_account.signers.local import LocalAccount
 from textual import on, work
@@ -18,9 +20,12 @@ from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
 from xrouter_tui.payments import Network, SpendingPolicy
+from xrouter_tui.store import Store, StoreError
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
+from xrouter_tui.ui.history import export_conversation, open_history
 from xrouter_tui.ui.messages import ModelChanged, WalletChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
+from xrouter_tui.ui.screens.conversations import NEW_CHAT, ConversationsScreen
 from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
 from xrouter_tui.ui.screens.model_picker import ModelPicker
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
@@ -69,6 +74,12 @@ class ChatApp(App[None]):
         ),
         Binding("f1", "help", "Help", tooltip="Show this help"),
         Binding("f2", "pick_model", "Model", tooltip="Pick the model for the next turns"),
+        Binding(
+            "ctrl+o",
+            "conversations",
+            "Conversations",
+            tooltip="Saved conversations: open, new, rename, delete, search",
+        ),
     ]
 
     def __init__(
@@ -103,11 +114,15 @@ class ChatApp(App[None]):
         )
         self._clipboard_tool = clipboard_command(self.env)
         self.wallet_commands = WalletCommands(self)
+        # The history on disk; None when it cannot be opened (the chat then goes on unsaved).
+        self.store: Store | None = None
+        self._history_warned = False
 
     def get_default_screen(self) -> Screen:
         return ChatScreen()
 
     def on_mount(self) -> None:
+        self._open_history()
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
         else:
@@ -117,6 +132,94 @@ class ChatApp(App[None]):
 
     async def on_unmount(self) -> None:
         await self.client.aclose()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    # -- the history ---------------------------------------------------------------------
+
+    def _open_history(self) -> None:
+        """Open the history `ask` writes too. A damaged or unreadable file must not keep the
+        chat from working: say so once, and chat without saving."""
+        try:
+            self.store = open_history(self.env)
+        except StoreError as exc:
+            self.history_failed(exc, opening=True)
+
+    def history_failed(self, error: StoreError, *, opening: bool = False) -> None:
+        """The history could not be opened or written: one notice per session, in plain words."""
+        if self._history_warned:
+            self.log.warning(f"history: {error}")
+            return
+        self._history_warned = True
+        if opening:
+            text = (
+                "The saved conversations cannot be opened, so this chat is not saved. "
+                f"The file may be damaged: move it aside to start a new history.\n{error}"
+            )
+        else:
+            text = f"The conversation could not be saved: {error}"
+        self.notify(text, title="History", severity="warning", timeout=12)
+
+    def action_conversations(self) -> None:
+        """Open the saved conversations."""
+        if isinstance(self.screen, ConversationsScreen):
+            return
+        if self.store is None:
+            self.notify(
+                "There is no history in this session: it could not be opened at start.",
+                title="Conversations",
+                severity="warning",
+            )
+            return
+        self.push_screen(
+            ConversationsScreen(self.store, current=self.chat.conversation_id),
+            self._conversation_chosen,
+        )
+
+    async def _conversation_chosen(self, choice: int | Literal["new"] | None) -> None:
+        if choice is None:
+            return
+        if choice == NEW_CHAT:
+            await self.chat.action_new_chat()
+            return
+        if not await self.chat.open_conversation(choice):
+            self.notify("That conversation is not in the history any more.", severity="warning")
+
+    def conversation_deleted(self, conversation_id: int) -> None:
+        """A conversation was deleted from the history; if the chat shows it, what it says next
+        starts a new one (the messages on screen stay until a new chat)."""
+        chat = self.chat
+        if chat.conversation_id == conversation_id:
+            chat.conversation_id = None
+
+    def export_conversation(self) -> None:
+        """Write the chat's conversation as Markdown to the current folder (else the data
+        folder), never over an existing file, and say where."""
+        conversation_id = self.chat.conversation_id
+        if self.store is None or conversation_id is None:
+            self.notify(
+                "Nothing to export yet: a conversation is saved with its first question.",
+                title="Export",
+                severity="warning",
+            )
+            return
+        problem = ""
+        for folder in (Path.cwd(), data_dir(self.env)):
+            try:
+                path = export_conversation(self.store, conversation_id, folder)
+            except (OSError, StoreError) as exc:
+                problem = str(exc)
+                continue
+            if path is None:
+                break
+            self.notify(f"Saved as {path}", title="Export", timeout=8)
+            return
+        self.notify(
+            f"The conversation could not be exported. {problem}".strip(),
+            title="Export",
+            severity="error",
+        )
 
     @property
     def chat(self) -> ChatScreen:
@@ -213,8 +316,16 @@ class ChatApp(App[None]):
             *PROMPT_KEYS,
             *binding_rows(ChatScreen.BINDINGS),  # type: ignore[arg-type]
             *binding_rows(self.BINDINGS),  # type: ignore[arg-type]
-            ("ctrl+p", "Open the command palette: new chat, model, copy, wallet, theme, quit"),
+            (
+                "ctrl+p",
+                "Open the command palette: new chat, conversations, export, model, copy, "
+                "wallet, theme, quit",
+            ),
             ("Esc (in the picker)", "Close the model picker"),
+            (
+                "n r d / (in conversations)",
+                "New chat, rename, delete (asks first), search every message",
+            ),
         ]
 
     # -- the command palette -------------------------------------------------------------
@@ -222,6 +333,16 @@ class ChatApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
+        yield SystemCommand(
+            "Conversations",
+            "Open, rename, delete or search the saved conversations",
+            self.action_conversations,
+        )
+        yield SystemCommand(
+            "Export conversation",
+            "Write this conversation as Markdown to conversation-ID.md",
+            self.export_conversation,
+        )
         yield SystemCommand(
             "Switch model", "Pick the model for the next turns", self.action_pick_model
         )

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from xrouter_tui.api import Delta, Done, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.payments import SignedPayment
+
+if TYPE_CHECKING:
+    from xrouter_tui.commands.journal import TurnJournal
 
 __all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]
 
@@ -72,16 +75,23 @@ async def run_turn(
     settings: TurnSettings,
     sink: AnswerSink,
     stats: TurnStats,
+    journal: TurnJournal | None = None,
 ) -> None:
     """Send the conversation so far, pay once, and grow `answer` as the reply streams in.
 
     `answer` may already be in `conversation`: without text it is not sent. On success it ends
     `COMPLETE`; on an error the caller marks it (it knows whether the user stopped it or
-    something failed).
+    something failed). `journal`, if given, keeps the turn in the history as it goes: the
+    payment before the paid request is sent, the text about once a second; the caller writes
+    how it ended.
     """
     history = conversation.history()
+    save = journal.delta if journal is not None else None
 
     def signed(payment: SignedPayment) -> None:
+        if journal is not None:
+            # Before the paid request goes out; a failure here stops the turn unsent.
+            journal.signed(payment)
         answer.payment = payment
         sink.paying(payment)
 
@@ -105,6 +115,8 @@ async def run_turn(
                 if not stats.exact:
                     stats.output_tokens += 1
                 sink.text(event.text)
+                if save is not None:
+                    save(event.text)  # cheap: it writes only when a second has passed
                 if now - slice_start > STREAM_SLICE:
                     # A fast stream is read from buffers without waiting, so this loop could
                     # keep the event loop for a long stretch: let keys and frames in.
@@ -113,6 +125,8 @@ async def run_turn(
             elif isinstance(event, Paid):
                 answer.accepted = True
                 answer.receipt = event.receipt
+                if journal is not None:
+                    journal.paid(event.receipt)
                 sink.paid()
             elif isinstance(event, Reasoning):
                 sink.reasoning(event.text)

@@ -17,8 +17,12 @@ from textual.worker import Worker
 
 from xrouter_tui.api import RouterError, payment_note
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
+from xrouter_tui.commands.journal import TurnJournal
 from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
+from xrouter_tui.store import StoreError
+from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.messages import (
+    ModelChanged,
     ResponseComplete,
     ResponseFailed,
     ResponseStarted,
@@ -60,6 +64,8 @@ class ChatScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.conversation = Conversation()
+        # The conversation's row in the history; None until its first question is saved.
+        self.conversation_id: int | None = None
         self._stats: TurnStats | None = None
         self._ticker: Timer | None = None
 
@@ -116,17 +122,61 @@ class ChatScreen(Screen[None]):
         answer = self.conversation.add(
             ChatMessage("assistant", "", model=model, status=MessageStatus.STREAMING)
         )
+        journal = self._begin_journal(event.text, model)
         log = self.query_one(ChatLog)
         view = AnswerMessage(model)
         await log.mount_all([UserMessage(event.text), view])
         log.follow()
         self.post_message(ResponseStarted(model))
         self.app.remember_model_use(model)
-        self._stream(question, answer, view)
+        self._stream(question, answer, view, journal)
+
+    def _begin_journal(self, text: str, model: str) -> TurnJournal | None:
+        """Commit the question (and, on a first question, the conversation) before any network
+        I/O. Without a history, or when it cannot be written, the chat goes on unsaved."""
+        store = self.app.store
+        if store is None:
+            return None
+        journal = TurnJournal(
+            store,
+            conversation_id=self.conversation_id,
+            model=model,
+            system_prompt=self.conversation.system_prompt,
+        )
+        try:
+            self.conversation_id = journal.begin(text)
+        except StoreError as exc:
+            self.app.history_failed(exc)
+            return None
+        return journal
+
+    def _save_end(
+        self, journal: TurnJournal | None, answer: ChatMessage, exc: BaseException | None = None
+    ) -> None:
+        """Write how the turn ended (one short transaction or two): the payment's outcome when
+        the router never took it, and the answer's status, text, tokens and error."""
+        if journal is None:
+            return
+        try:
+            if exc is not None:
+                journal.failed_payment(exc, accepted=answer.accepted)
+            journal.finish(
+                answer.status.value,
+                usage=answer.usage,
+                error=answer.error,
+                partial_text=answer.content,
+            )
+        except StoreError as error:
+            # The answer stays `streaming` on disk and is marked interrupted at the next start.
+            self.app.history_failed(error)
 
     @work(exclusive=True, group="turn", exit_on_error=False)
     async def _stream(
-        self, question: ChatMessage, answer: ChatMessage, view: AnswerMessage
+        self,
+        question: ChatMessage,
+        answer: ChatMessage,
+        view: AnswerMessage,
+        journal: TurnJournal | None,
     ) -> None:
         status = self.query_one(StatusBar)
         stats = self._stats = TurnStats()
@@ -142,20 +192,28 @@ class ChatScreen(Screen[None]):
         previous_gc_thresholds = gc.get_threshold()
         gc.set_threshold(*STREAMING_GC_THRESHOLDS)
         try:
-            await run_turn(self.app.client, self.conversation, answer, settings, sink, stats)
-        except asyncio.CancelledError:
+            await run_turn(
+                self.app.client, self.conversation, answer, settings, sink, stats, journal
+            )
+        except asyncio.CancelledError as exc:
             answer.status = MessageStatus.STOPPED
+            self._save_end(journal, answer, exc)
             await self._end_turn(view, answer, stats)
             if not answer.content:
                 self.query_one(PromptInput).restore(question.content)
             status.state = ChatState.STOPPED
             self.post_message(ResponseStopped(answer))
             raise
-        except (RouterError, PaymentRefused) as exc:
-            message = exc.message
+        except (RouterError, PaymentRefused, StoreError) as exc:
+            if isinstance(exc, StoreError):
+                # Only the payment's record can fail this way: the payment is not sent unrecorded.
+                message = f"The payment could not be recorded, so it was not sent: {exc}"
+            else:
+                message = exc.message
             answer.status = MessageStatus.FAILED
             answer.error = message
             question.status = MessageStatus.FAILED
+            self._save_end(journal, answer, exc)
             await self._end_turn(view, answer, stats)
             await view.show_error(message)
             self.query_one(PromptInput).restore(question.content)
@@ -163,7 +221,14 @@ class ChatScreen(Screen[None]):
             # The whole story is in the block under the turn; the toast only points at it.
             self.notify(_first_sentence(message), title="The answer failed", severity="error")
             self.post_message(ResponseFailed(question.content, message, answer))
+        except Exception as exc:
+            # Whatever else broke the turn, the answer is not left `streaming` on disk.
+            answer.status = MessageStatus.FAILED
+            answer.error = f"The answer broke off: {type(exc).__name__}"
+            self._save_end(journal, answer, exc)
+            raise
         else:
+            self._save_end(journal, answer)
             await self._end_turn(view, answer, stats)
             status.state = ChatState.IDLE
             self.post_message(ResponseComplete(answer))
@@ -213,7 +278,38 @@ class ChatScreen(Screen[None]):
         """Start over with an empty conversation (the model stays)."""
         self.action_stop()
         self.conversation = Conversation(system_prompt=self.app.settings.system_prompt)
+        # Its row in the history is made with its first question.
+        self.conversation_id = None
         await self.query_one(ChatLog).remove_children()
+        self._reset_status()
+
+    async def open_conversation(self, conversation_id: int) -> bool:
+        """Show a saved conversation and go on with it: the next turn sends its history, the
+        status bar counts its spend. False when it is not in the history (any more)."""
+        store = self.app.store
+        if store is None:
+            return False
+        try:
+            info = store.conversation(conversation_id)
+            messages = store.messages(conversation_id) if info is not None else []
+        except StoreError as exc:
+            self.app.history_failed(exc)
+            return False
+        if info is None:
+            return False
+        self.action_stop()
+        self.conversation = conversation_from_store(info, messages)
+        self.conversation_id = info.id
+        await self.query_one(ChatLog).show_history(shown_messages(messages))
+        if info.model and info.model != self.app.model:
+            # Going on with a conversation keeps its model, as `ask --continue` does.
+            self.app.model = info.model
+            self.query_one(StatusBar).model = info.model
+            self.post_message(ModelChanged(info.model))
+        self._reset_status()
+        return True
+
+    def _reset_status(self) -> None:
         status = self.query_one(StatusBar)
         status.state = ChatState.IDLE
         status.tokens = ""

@@ -1,0 +1,130 @@
+"""The chat's history on disk, as the app uses it: opening the store, turning saved messages
+back into a `Conversation` and into what the log shows, and exporting one as Markdown.
+
+The store is the one `xrouter-tui ask` writes (`history_path`); turns are written by the same
+`TurnJournal`, so a conversation reads the same whichever side wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from xrouter_tui.api import Usage
+from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
+from xrouter_tui.commands.history import export_markdown
+from xrouter_tui.commands.journal import history_path
+from xrouter_tui.payments import find_network, format_usd
+from xrouter_tui.store import ConversationInfo, Store, StoredMessage
+from xrouter_tui.ui.widgets.chat_log import ShownMessage
+
+__all__ = [
+    "conversation_from_store",
+    "export_conversation",
+    "open_history",
+    "shown_messages",
+    "stored_footer",
+]
+
+
+def open_history(env: Mapping[str, str]) -> Store:
+    """The history database `ask` uses too; raises `StoreError` when it cannot be opened."""
+    return Store.open(history_path(env))
+
+
+def conversation_from_store(
+    info: ConversationInfo, messages: Sequence[StoredMessage]
+) -> Conversation:
+    """The conversation as the chat keeps it, so that the next turn sends its history.
+
+    Stored payments are amounts, not signed payments: what they cost is carried as a sum.
+    """
+    conversation = Conversation(system_prompt=info.system_prompt, carried_usd=info.spent_usd)
+    for message in messages:
+        if message.role not in ("user", "assistant"):
+            continue
+        usage = None
+        if message.prompt_tokens is not None and message.completion_tokens is not None:
+            usage = Usage(
+                message.prompt_tokens,
+                message.completion_tokens,
+                message.prompt_tokens + message.completion_tokens,
+            )
+        conversation.add(
+            ChatMessage(
+                message.role,
+                message.content,
+                model=message.model,
+                status=MessageStatus(message.status),
+                usage=usage,
+                error=message.error,
+            )
+        )
+    return conversation
+
+
+def shown_messages(messages: Sequence[StoredMessage]) -> list[ShownMessage]:
+    """What the log shows of saved messages: questions, answers with their cost line, errors."""
+    shown: list[ShownMessage] = []
+    for message in messages:
+        if message.role == "user":
+            shown.append(ShownMessage("user", message.content))
+        elif message.role == "assistant":
+            shown.append(
+                ShownMessage(
+                    "assistant",
+                    message.content,
+                    model=message.model,
+                    footer=stored_footer(message),
+                    error=message.error,
+                )
+            )
+    return shown
+
+
+def stored_footer(message: StoredMessage) -> str:
+    """The dim line under a saved answer, worded like the live one (`answer_footer`)."""
+    parts: list[str] = []
+    if message.status in ("stopped", "interrupted"):
+        parts.append(message.status)
+    if message.prompt_tokens is not None and message.completion_tokens is not None:
+        parts.append(f"{message.prompt_tokens} in / {message.completion_tokens} out tokens")
+    payment = message.payment
+    if payment is None:
+        parts.append("not charged")
+    else:
+        network = find_network(payment.network)
+        where = network.label if network is not None else payment.network
+        amount = format_usd(payment.amount_usd)
+        if payment.taken:
+            parts.append(f"paid {amount} on {where}")
+            if payment.tx:
+                parts.append(f"tx {payment.tx}")
+        else:
+            outcome = {"signed": "signed, outcome unknown"}.get(payment.status, payment.status)
+            note = f"payment of {amount} on {where} {outcome}"
+            parts.append(note + (f" ({payment.reason})" if payment.reason else ""))
+    return " · ".join(parts)
+
+
+def export_conversation(store: Store, conversation_id: int, folder: Path) -> Path | None:
+    """Write the conversation as Markdown (as `xrouter-tui export ID --format md`) to
+    `conversation-ID.md` in `folder`, or `conversation-ID-2.md`... when that exists: an
+    export never overwrites a file. None when there is no such conversation; `OSError` when
+    the folder cannot be written."""
+    info = store.conversation(conversation_id)
+    if info is None:
+        return None
+    document = export_markdown(info, store.messages(conversation_id))
+    number = 1
+    while True:
+        suffix = "" if number == 1 else f"-{number}"
+        path = folder / f"conversation-{conversation_id}{suffix}.md"
+        try:
+            # "x": created here or not at all, so a file that appeared meanwhile is kept too.
+            with path.open("x", encoding="utf-8") as file:
+                file.write(document)
+        except FileExistsError:
+            number += 1
+            continue
+        return path

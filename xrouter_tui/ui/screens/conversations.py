@@ -1,0 +1,283 @@
+"""The saved conversations (ctrl+o): open one to go on with it, start a new chat, rename,
+delete, and search every message (the store's full-text index).
+
+Reads are one short local query each and run on the UI thread, like every store write: the
+list is capped, and a search is an FTS5 lookup.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, OptionList
+from textual.widgets.option_list import Option
+
+from xrouter_tui.payments import format_usd
+from xrouter_tui.store import ConversationInfo, Store, StoreError
+from xrouter_tui.ui.screens.confirm import ConfirmDialog
+
+if TYPE_CHECKING:
+    from xrouter_tui.ui.app import ChatApp
+
+__all__ = ["NEW_CHAT", "ConversationsScreen", "TitleDialog", "conversation_row"]
+
+# What the screen returns for "start a new chat" (a conversation's id opens it; None: closed).
+NEW_CHAT: Literal["new"] = "new"
+# Enough to find a recent conversation by eye; older ones are found with `/`.
+LIST_LIMIT = 500
+# Where a search matched is shown for this many conversations (those on screen).
+SNIPPETS = 30
+_TITLE_WIDTH = 44
+_SNIPPET_WIDTH = 90
+
+
+class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
+    """Returns the id of the conversation to open, `NEW_CHAT`, or None when closed."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close", show=True),
+        Binding("down", "move(1)", "Next", show=False, priority=True),
+        Binding("up", "move(-1)", "Previous", show=False, priority=True),
+        Binding("pagedown", "move(10)", show=False, priority=True),
+        Binding("pageup", "move(-10)", show=False, priority=True),
+        Binding("n", "new_chat", "New chat"),
+        Binding("r", "rename", "Rename"),
+        Binding("d", "delete", "Delete"),
+        Binding("slash", "search", "Search"),
+    ]
+
+    app: ChatApp
+
+    def __init__(self, store: Store, *, current: int | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.current = current
+        self._shown: list[ConversationInfo] = []
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="conversations"):
+            yield Label("Conversations", id="conversations-title")
+            yield Input(
+                placeholder="Search every message: words, all of them", id="conversations-search"
+            )
+            yield OptionList(id="conversations-list")
+            yield Label(
+                "↑↓ move · Enter open · n new · r rename · d delete · / search · Esc close",
+                id="conversations-help",
+            )
+
+    def on_mount(self) -> None:
+        self.query_one("#conversations-search", Input).display = False
+        self._show()
+        self.query_one(OptionList).focus()
+
+    @property
+    def search(self) -> str:
+        """The words searched for now ("" when not searching)."""
+        field = self.query_one("#conversations-search", Input)
+        return field.value.strip() if field.display else ""
+
+    def _show(self, keep: int | None = None) -> None:
+        """List the conversations (or the search's matches), most recent first."""
+        query = self.search
+        try:
+            found = self.store.conversations(search=query or None, limit=LIST_LIMIT)
+            # Each snippet reads a conversation's messages: only for the first screenful.
+            snippets = (
+                {info.id: self._snippet(info.id, query) for info in found[:SNIPPETS]}
+                if query
+                else {}
+            )
+        except StoreError as exc:
+            self.notify(str(exc), title="History", severity="error")
+            found, snippets = [], {}
+        self._shown = found
+        title = self.query_one("#conversations-title", Label)
+        if query:
+            title.update(f"Conversations · {len(found)} matching “{query}”")
+        else:
+            title.update(f"Conversations · {len(found)} saved")
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options(
+            Option(
+                conversation_row(
+                    info, current=info.id == self.current, snippet=snippets.get(info.id, "")
+                ),
+                id=str(info.id),
+            )
+            for info in found
+        )
+        if found:
+            ids = [info.id for info in found]
+            target = keep if keep in ids else None
+            options.highlighted = ids.index(target) if target is not None else 0
+
+    def _snippet(self, conversation_id: int, query: str) -> str:
+        """The first line of the conversation where one of the searched words occurs."""
+        words = [word.lower() for word in query.split()]
+        for message in self.store.messages(conversation_id):
+            text = " ".join(message.content.split())
+            lower = text.lower()
+            hits = [lower.find(word) for word in words if word in lower]
+            if hits:
+                start = max(0, min(hits) - 30)
+                piece = text[start : start + _SNIPPET_WIDTH]
+                return (
+                    ("…" if start else "")
+                    + piece
+                    + ("…" if start + _SNIPPET_WIDTH < len(text) else "")
+                )
+        return ""
+
+    def _highlighted(self) -> ConversationInfo | None:
+        index = self.query_one(OptionList).highlighted
+        return self._shown[index] if index is not None and self._shown else None
+
+    # -- keys ----------------------------------------------------------------------------
+
+    def action_move(self, step: int) -> None:
+        """Arrows move in the list even while the search box has the focus."""
+        options = self.query_one(OptionList)
+        if not self._shown:
+            return
+        now = options.highlighted if options.highlighted is not None else 0
+        options.highlighted = max(0, min(len(self._shown) - 1, now + step))
+
+    def action_close(self) -> None:
+        """Esc: leave the search first (back to every conversation), then the screen."""
+        field = self.query_one("#conversations-search", Input)
+        if field.display:
+            field.value = ""
+            field.display = False
+            self._show()
+            self.query_one(OptionList).focus()
+            return
+        self.dismiss(None)
+
+    def action_new_chat(self) -> None:
+        """n: close and start an empty chat."""
+        self.dismiss(NEW_CHAT)
+
+    def action_search(self) -> None:
+        """/: search every title and message (the store's full-text index) as you type."""
+        field = self.query_one("#conversations-search", Input)
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#conversations-search")
+    def _search_changed(self) -> None:
+        self._show()
+
+    @on(Input.Submitted, "#conversations-search")
+    def _open_highlighted(self) -> None:
+        info = self._highlighted()
+        if info is not None:
+            self.dismiss(info.id)
+
+    @on(OptionList.OptionSelected, "#conversations-list")
+    def _open_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self._shown[event.option_index].id)
+
+    def action_rename(self) -> None:
+        """r: give the highlighted conversation a new title."""
+        info = self._highlighted()
+        if info is None:
+            return
+
+        def renamed(title: str | None) -> None:
+            if not title or title == info.title:
+                return
+            try:
+                self.store.rename(info.id, title)
+            except StoreError as exc:
+                self.notify(str(exc), title="History", severity="error")
+                return
+            self._show(keep=info.id)
+
+        self.app.push_screen(TitleDialog(info.title), renamed)
+
+    def action_delete(self) -> None:
+        """d: delete the highlighted conversation, after a yes (it cannot be undone)."""
+        info = self._highlighted()
+        if info is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.store.delete(info.id)
+            except StoreError as exc:
+                self.notify(str(exc), title="History", severity="error")
+                return
+            self.app.conversation_deleted(info.id)
+            if info.id == self.current:
+                self.current = None
+            self._show()
+            self.notify(f"Deleted “{info.title}”.", title="Conversations", timeout=3)
+
+        spent = (
+            f", and the record of what it cost ({format_usd(info.spent_usd)})"
+            if info.spent_usd
+            else ""
+        )
+        self.app.push_screen(
+            ConfirmDialog(
+                "Delete this conversation?",
+                f"“{info.title}”: its {info.messages} messages{spent} are deleted from this "
+                "computer. This cannot be undone (payments already made stay on chain).",
+                yes="Delete it",
+            ),
+            answered,
+        )
+
+
+class TitleDialog(ModalScreen[str | None]):
+    """A new title for a conversation: Enter keeps it, Esc leaves the old one."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=False)]
+
+    def __init__(self, title: str) -> None:
+        super().__init__()
+        self.old_title = title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="title-dialog"):
+            yield Label("Rename the conversation", id="title-dialog-title")
+            yield Input(self.old_title, id="title-dialog-input")
+            yield Label("Enter rename · Esc cancel", id="title-dialog-help")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        """Esc: keep the old title."""
+        self.dismiss(None)
+
+
+def conversation_row(info: ConversationInfo, *, current: bool = False, snippet: str = "") -> Text:
+    """One row: a mark (✓ open in the chat), title, message count, spend, last change (to the
+    minute, UTC, as `xrouter-tui history` shows it), model; under a search, where it matched."""
+    title = info.title if len(info.title) <= _TITLE_WIDTH else info.title[: _TITLE_WIDTH - 1] + "…"
+    row = Text()
+    row.append("✓ " if current else "  ", style="bold")
+    row.append(title.ljust(_TITLE_WIDTH), style="bold")
+    row.append(f"  {info.messages:>3} msgs", style="dim")
+    row.append(f"  {format_usd(info.spent_usd):>9}")
+    row.append(f"  {info.updated[:16].replace('T', ' ')}", style="dim")
+    # Last: the longest and least needed column is the one a narrow terminal cuts.
+    row.append(f"  {info.model}", style="italic")
+    if snippet:
+        row.append(f"\n    {snippet}", style="dim")
+    return row
