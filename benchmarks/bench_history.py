@@ -5,8 +5,9 @@
 For each size, a history file is filled with a conversation of that many messages of about
 `--chars` characters (Markdown: a paragraph, a list, inline code, a link), questions and answers
 in turn. Then, in a fresh process per size (so that its memory is its own), the real `ChatApp`
-starts headless at 120x40, and three things are timed:
-- from reading the conversation out of the file to the first frame that shows it;
+starts headless at 120x40 on that history file, and three things are timed:
+- opening the conversation as the conversations screen does (read from the file, shown in the
+  log, its history kept for the next turn) to the first frame that shows it;
 - a key press to its repaint, to show the screen answers;
 - a scroll to the top to the frame with the next older batch mounted.
 The process's peak RSS is read at the end (goal: <= 1 s and <= 300 MB at 2,000 messages, and
@@ -42,7 +43,8 @@ from textual.screen import Screen
 from xrouter_tui.config import Settings
 from xrouter_tui.payments import BASE_SEPOLIA
 from xrouter_tui.store import Store
-from xrouter_tui.ui.widgets.chat_log import ChatLog, ShownMessage
+from xrouter_tui.commands.journal import history_path
+from xrouter_tui.ui.widgets.chat_log import ChatLog
 from xrouter_tui.ui.widgets.prompt import PromptInput
 
 MODEL = "anthropic/claude-3.5-sonnet"
@@ -78,8 +80,9 @@ def fill(path: Path, count: int, chars: int) -> int:
         store.close()
 
 
-async def open_and_measure(path: Path, conversation: int) -> dict[str, Any]:
-    """In this process: start the chat, open the conversation, time it to its first frame."""
+async def open_and_measure(conversation: int) -> dict[str, Any]:
+    """In this process: start the chat, open the conversation as the conversations screen
+    does (`ChatScreen.open_conversation`), and time it to its first frame."""
     frames: list[float] = []
     original = Screen._compositor_refresh
 
@@ -90,27 +93,20 @@ async def open_and_measure(path: Path, conversation: int) -> dict[str, Any]:
     Screen._compositor_refresh = timed  # type: ignore[method-assign]
     account = Account.create()
     setup = RouterSetup("http://127.0.0.1:9", account, (BASE_SEPOLIA,), demo=True)
-    app = ChatApp(Settings(model=MODEL), setup, model=MODEL)
+    app = ChatApp(Settings(model=MODEL), setup, env=os.environ, model=MODEL)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         prompt = app.screen.query_one(PromptInput)
         prompt.cursor_blink = False
         log = app.screen.query_one(ChatLog)
         start = time.perf_counter()
-        store = Store.open(path)
-        try:
-            stored = store.messages(conversation)
-        finally:
-            store.close()
-        shown = [
-            ShownMessage("user" if m.role == "user" else "assistant", m.content, m.model)
-            for m in stored
-        ]
-        await log.show_history(shown)
+        if not await app.chat.open_conversation(conversation):
+            raise RuntimeError(f"conversation {conversation} did not open")
         drawn = len(frames)
         while len(frames) == drawn:
             await asyncio.sleep(0.001)
         opened = frames[-1] - start
+        shown = len(log.children) + log.unshown
         # Interactive: a key typed now is on screen at the next frame.
         pressed = time.perf_counter()
         # As the terminal's input thread does it (Pilot's press waits for more than the frame).
@@ -129,7 +125,7 @@ async def open_and_measure(path: Path, conversation: int) -> dict[str, Any]:
         await pilot.pause()
         older = frames[-1] - scrolled
     return {
-        "messages": len(stored),
+        "messages": shown,
         "open_s": opened,
         "key_ms": key * 1000,
         "mounted": mounted,
@@ -142,23 +138,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--chars", type=int, default=430)
-    parser.add_argument("--child", nargs=2, metavar=("PATH", "ID"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=int, metavar="ID", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        result = asyncio.run(open_and_measure(Path(args.child[0]), int(args.child[1])))
+    if args.child is not None:
+        result = asyncio.run(open_and_measure(args.child))
         print(json.dumps(result))
         return
     print(
-        f"Opening a conversation in the chat ({SIZE[0]}x{SIZE[1]}, headless): from reading it "
-        "out of the history file to the first frame that shows it; then one key to its repaint."
+        f"Opening a conversation in the chat ({SIZE[0]}x{SIZE[1]}, headless), as the "
+        "conversations screen does: from reading it out of the history file to the first frame "
+        "that shows it; then one key to its repaint, and a scroll to the top to the next batch."
     )
     with tempfile.TemporaryDirectory() as folder:
         for size in args.sizes:
-            path = Path(folder) / f"history-{size}.sqlite3"
-            conversation = fill(path, size, args.chars)
-            env = {**os.environ, "XROUTER_DATA_DIR": folder, "XROUTER_CONFIG_DIR": folder}
+            # The history file the app opens: its own, in a scratch data folder per size.
+            home = Path(folder) / str(size)
+            env = {**os.environ, "XROUTER_DATA_DIR": str(home), "XROUTER_CONFIG_DIR": str(home)}
+            conversation = fill(history_path(env), size, args.chars)
             child = subprocess.run(
-                [sys.executable, __file__, "--child", str(path), str(conversation)],
+                [sys.executable, __file__, "--child", str(conversation)],
                 capture_output=True,
                 text=True,
                 env=env,
