@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 from xrouter_tui.payments import format_usd
 from xrouter_tui.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
+from xrouter_tui.ui.widgets.picker_list import PickerList
 
 if TYPE_CHECKING:
     from xrouter_tui.ui.app import ChatApp
@@ -66,7 +67,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
             yield Input(
                 placeholder="Search every message: words, all of them", id="conversations-search"
             )
-            yield OptionList(id="conversations-list")
+            yield PickerList(id="conversations-list")
             yield Label(
                 "↑↓ move · Enter open · n new · r rename · d delete · / search · Esc close",
                 id="conversations-help",
@@ -144,11 +145,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
 
     def action_move(self, step: int) -> None:
         """Arrows move in the list even while the search box has the focus."""
-        options = self.query_one(OptionList)
-        if not self._shown:
-            return
-        now = options.highlighted if options.highlighted is not None else 0
-        options.highlighted = max(0, min(len(self._shown) - 1, now + step))
+        self.query_one(PickerList).move(step)
 
     def action_close(self) -> None:
         """Esc: leave the search first (back to every conversation), then the screen."""

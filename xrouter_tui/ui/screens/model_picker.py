@@ -16,6 +16,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from xrouter_tui.api import ModelInfo
+from xrouter_tui.ui.widgets.picker_list import PickerList
 
 __all__ = ["ModelPicker", "model_row"]
 
@@ -46,7 +47,7 @@ class ModelPicker(ModalScreen[str | None]):
                 f"Model · {len(self.models)} available · now {self.current}", id="picker-title"
             )
             yield Input(placeholder="Type to filter by id or name", id="picker-filter")
-            yield OptionList(id="picker-list")
+            yield PickerList(id="picker-list")
             yield Label(
                 "↑↓ move · Enter pick · Esc close · ✓ in use · • used lately", id="picker-help"
             )
@@ -70,11 +71,7 @@ class ModelPicker(ModalScreen[str | None]):
         self.dismiss(self._shown[event.option_index].id)
 
     def action_move(self, step: int) -> None:
-        options = self.query_one(OptionList)
-        if not self._shown:
-            return
-        now = options.highlighted if options.highlighted is not None else 0
-        options.highlighted = max(0, min(len(self._shown) - 1, now + step))
+        self.query_one(PickerList).move(step)
 
     def action_dismiss_picker(self) -> None:
         self.dismiss(None)
