@@ -40,6 +40,7 @@ from xrouter_tui.commands.history import (
 from xrouter_tui.commands.journal import TurnJournal, history_path
 from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
+from xrouter_tui.commands.terminal import is_terminal
 from xrouter_tui.config import ConfigError, Settings, apply_settings, load_settings
 from xrouter_tui.payments import Network, PaymentRefused, SpendingPolicy
 from xrouter_tui.store import Store, StoreError
@@ -283,7 +284,7 @@ def _ask_and_answer(
             cap, cap_setting = args.max_price, "--max-price"
         policy = SpendingPolicy(networks=networks, max_per_request_usd=cap, cap_setting=cap_setting)
         record = TurnRecord(model=request.model)
-        progress = Progress(stderr, enabled=_isatty(stderr))
+        progress = Progress(stderr, enabled=is_terminal(stderr))
         journal = None
         if store is not None:
             journal = TurnJournal(
@@ -301,7 +302,7 @@ def _ask_and_answer(
                     record,
                     out=stdout,
                     progress=progress,
-                    out_is_terminal=_isatty(stdout),
+                    out_is_terminal=is_terminal(stdout),
                     journal=journal,
                 )
 
@@ -357,7 +358,7 @@ def _save_failure(
 def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> int:
     """The full-screen chat, against the demo router or the user's."""
     settings = _settings(args, env)
-    if not _isatty(sys.stdout):
+    if not is_terminal(sys.stdout):
         _error(stderr, f"the chat needs a terminal; for pipes and scripts use: {PROG} ask")
         return EXIT_USAGE
     # Imported here: one-shot commands should not pay for loading Textual.
@@ -538,13 +539,6 @@ def _end_answer(stdout: IO[str], record: TurnRecord, progress: Progress) -> None
 
 def _error(stderr: IO[str], message: str) -> None:
     print(f"{PROG}: {message}", file=stderr, flush=True)
-
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _silence_stdout() -> None:

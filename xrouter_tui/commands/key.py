@@ -14,6 +14,7 @@ from typing import IO
 
 from eth_account.signers.local import LocalAccount
 
+from xrouter_tui.commands.terminal import is_terminal
 from xrouter_tui.wallet import (
     ENV_KEY,
     WalletError,
@@ -49,8 +50,9 @@ class KeyIO:
     env: Mapping[str, str]
     read_hidden: Callable[[str], str] = getpass.getpass
 
-    def is_terminal(self) -> bool:
-        return _isatty(self.stdin) and _isatty(self.stderr)
+    def interactive(self) -> bool:
+        """Whether input and prompts are on a terminal, so that a dialogue can take place."""
+        return is_terminal(self.stdin) and is_terminal(self.stderr)
 
     def say(self, text: str) -> None:
         print(text, file=self.stderr, flush=True)
@@ -78,7 +80,7 @@ def run_key_command(action: str, io: KeyIO, *, assume_yes: bool = False) -> None
 
 
 def _import(io: KeyIO, assume_yes: bool) -> None:
-    if io.is_terminal():
+    if io.interactive():
         text = io.read_hidden("Private key (hex; the input is hidden): ")
     else:
         text = io.stdin.read()
@@ -109,7 +111,7 @@ def _show(io: KeyIO, _assume_yes: bool) -> None:
 
 
 def _export(io: KeyIO, _assume_yes: bool) -> None:
-    if not (io.is_terminal() and _isatty(io.stdout)):
+    if not (io.interactive() and is_terminal(io.stdout)):
         raise KeyCommandError(
             "key export prints the key only on a terminal, after you confirm; it never "
             "writes it to a pipe or a file."
@@ -153,7 +155,7 @@ def _confirm_replacing(io: KeyIO, new: LocalAccount | None, assume_yes: bool) ->
 
 
 def _confirm(io: KeyIO, warning: str) -> None:
-    if not io.is_terminal():
+    if not io.interactive():
         raise KeyCommandError(f"{warning} Add --yes to go ahead.")
     if io.ask(f"{warning} Go ahead? [y/N] ").lower() not in ("y", "yes"):
         raise KeyCommandError("Not confirmed: nothing changed.")
@@ -172,10 +174,3 @@ def _stored_or_explain() -> LocalAccount:
 def _warn_if_overridden(io: KeyIO) -> None:
     if io.env.get(ENV_KEY):
         io.say(f"Note: {ENV_KEY} is set, and it wins over the keyring until you unset it.")
-
-
-def _isatty(stream: IO[str]) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
