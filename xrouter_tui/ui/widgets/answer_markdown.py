@@ -127,8 +127,12 @@ class AnswerMarkdown(Widget):
     @property
     def line_count(self) -> int:
         """How many lines the answer takes at the width it was last drawn at."""
-        gap = 1 if self._lines and self._tail_lines else 0
-        return len(self._lines) + gap + len(self._tail_lines)
+        return len(self._lines) + self._gap + len(self._tail_lines)
+
+    @property
+    def _gap(self) -> int:
+        """The empty line between the finished blocks and the growing one, when both exist."""
+        return 1 if self._lines and self._tail_lines else 0
 
     def _repaint(self, width: int) -> None:
         """Draw every block again, for a new width or theme."""
@@ -182,7 +186,7 @@ class AnswerMarkdown(Widget):
         if base is None:
             base = self._base_style = self.rich_style
         finished = len(self._lines)
-        gap = 1 if finished and self._tail_lines else 0
+        gap = self._gap
         if y < finished:
             line = self._lines[y]
         elif 0 <= y - finished - gap < len(self._tail_lines):
@@ -208,8 +212,7 @@ class AnswerMarkdown(Widget):
         self.refresh()
 
     def _all_lines(self) -> list[Strip]:
-        gap = [Strip.blank(0)] if self._lines and self._tail_lines else []
-        return [*self._lines, *gap, *self._tail_lines]
+        return [*self._lines, *[Strip.blank(0)] * self._gap, *self._tail_lines]
 
 
 def _highlight(line: Strip, start: int, end: int, style: Style) -> Strip:
