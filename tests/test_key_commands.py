@@ -11,16 +11,15 @@ import os
 import pty
 import select
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from eth_account import Account
 
 from tests.keyring_backend import FILE_VARIABLE, LOCKED_VARIABLE
+from tests.test_cli import PROGRAM, run
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 
-PROGRAM = str(Path(sys.executable).with_name("xrouter-tui"))
 # A deadline to give up by, never a measurement.
 DEADLINE = 30.0
 
@@ -35,18 +34,6 @@ def key() -> tuple[str, str]:
 def router():
     with start_dev_server(DevServerConfig(network="base", reply_deltas=20)) as server:
         yield server
-
-
-def run(*args: str, stdin: str | None = None, env_extra: dict[str, str] | None = None):
-    return subprocess.run(
-        [PROGRAM, *args],
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env_extra or {})},
-        timeout=DEADLINE,
-    )
 
 
 def on_terminal(*args: str, answers: list[tuple[str, str]]) -> tuple[int, str]:
