@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from xrouter_tui.payments.networks import usd_to_atomic
+
+# The client's own count: the router's estimate and the price shown while typing agree.
+from xrouter_tui.pricing import estimate_input_tokens
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -21,10 +23,6 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "anthropic/claude-3.5-sonnet"
-
-# Chat framing (role markers, separators) costs a few tokens per message on every real tokenizer.
-TOKENS_PER_MESSAGE = 4
-CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +197,6 @@ class PriceEstimate:
     output_tokens: int
     usd: Decimal
     atomic: int
-
-
-def estimate_input_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """A tokenizer-free estimate: a quarter token per character, plus framing per message."""
-    characters = sum(len(str(message.get("content", ""))) for message in messages)
-    return math.ceil(characters / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * len(messages)
 
 
 def price_request(
