@@ -61,7 +61,12 @@ def test_ask_demo_streams_a_reply_and_summarises_the_payment():
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("Demo: local router at http://127.0.0.1:")
     summary = lines[-1]
-    assert "paid $" in summary and "Base Sepolia" in summary and "tx 0x" in summary
+    assert (
+        "charged $" in summary
+        and "upfront" in summary
+        and "Base Sepolia" in summary
+        and "tx 0x" in summary
+    )
     assert "out tokens" in summary
     assert_clean(result)
 
@@ -94,7 +99,7 @@ def test_ask_pays_a_running_router_once_with_the_env_key(router, key, version):
     assert [p.payer for p in router.state.payments] == [address]
     summary = result.stderr.strip().splitlines()[-1]
     assert summary.startswith("anthropic/claude-3.5-sonnet · ")
-    assert "on Base ·" in summary and "tx 0x" in summary
+    assert "upfront · " in summary and " · Base · " in summary and "tx 0x" in summary
     assert_clean(result, secret)
 
 

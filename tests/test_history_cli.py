@@ -141,12 +141,18 @@ def test_an_unknown_cid_or_nothing_to_continue_is_a_usage_error_before_any_payme
     assert history() == []
 
 
-def test_no_history_writes_nothing(ask, isolated_environment):
+def test_no_history_saves_no_words_but_keeps_the_payment_in_the_ledger(ask, isolated_environment):
     result = ask("--no-history", "keep this off the record")
     assert result.returncode == 0, result.stderr
     assert "conversation" not in result.stderr
-    assert not database(isolated_environment).exists()
     assert history() == [] and history("--search", "record") == []
+    folder = database(isolated_environment).parent
+    for file in folder.iterdir():
+        assert b"off the record" not in file.read_bytes(), file.name
+    # The payment is kept without any message, so that budgets count it.
+    with sqlite3.connect(database(isolated_environment)) as db:
+        rows = db.execute("SELECT message_id, model, status FROM payments").fetchall()
+    assert rows == [(None, "anthropic/claude-3.5-sonnet", "settled")]
 
 
 def test_search_finds_words_in_titles_and_answers(ask):

@@ -152,7 +152,7 @@ def test_a_completed_answer_with_what_it_cost(snap_compare, counted_nonces):
     assert counted_nonces.calls == 1, "the payment's nonce came from the counter"
     assert len(payments) == 1 and payments[0].nonce.lower() == nonce
     assert f"tx {transaction_hash(nonce)}" in seen["footer"]
-    assert "paid $" in seen["footer"] and " in / " in seen["footer"]
+    assert "charged $" in seen["footer"] and " in / " in seen["footer"]
     assert seen["state"] is ChatState.IDLE
     assert "out tok" in seen["status"] and "tok/s" not in seen["status"], "no rate once it ends"
     assert "In short: begin small, check, then grow." in seen["on screen"]

@@ -157,9 +157,11 @@ async def test_conversations_are_listed_newest_first_and_one_resumes_with_its_hi
             [answer] = log.query(AnswerMessage)
             assert answer.body.source.strip() == first_answer.strip()
             footer = str(answer.footer.render())
-            assert "paid $" in footer and chat.router.state.payments[0].transaction in footer
+            assert "charged $" in footer and chat.router.state.payments[0].transaction in footer
             first_paid = Decimal(chat.router.state.payments[0].amount).scaleb(-6)
-            assert pilot.app.chat.query_one(StatusBar).session_spend == first_paid
+            second_paid = Decimal(chat.router.state.payments[1].amount).scaleb(-6)
+            # The status bar counts the session, whichever conversation it paid for.
+            assert pilot.app.chat.query_one(StatusBar).session_spend == first_paid + second_paid
 
             await turn(pilot, posted, "follow up")
             spend = pilot.app.chat.query_one(StatusBar).session_spend
@@ -170,7 +172,9 @@ async def test_conversations_are_listed_newest_first_and_one_resumes_with_its_hi
         ("assistant", first_answer),
         ("user", "follow up"),
     ]
-    assert spend == first_paid + Decimal(chat.router.state.payments[2].amount).scaleb(-6)
+    assert spend == first_paid + second_paid + Decimal(chat.router.state.payments[2].amount).scaleb(
+        -6
+    )
     with history() as store:
         newest, older = store.conversations()
         assert newest.title == "first topic" and newest.messages == 4

@@ -21,12 +21,20 @@ from typing import IO
 from eth_account.signers.local import LocalAccount
 
 from xrouter_tui import __version__, devserver
-from xrouter_tui.api import NoWallet, RouterClient, RouterError, Timeouts, payment_note
+from xrouter_tui.api import (
+    ModelInfo,
+    NoWallet,
+    RouterClient,
+    RouterError,
+    Timeouts,
+    payment_note,
+)
 from xrouter_tui.commands.ask import (
     AskRequest,
     Progress,
     PromptError,
     TurnRecord,
+    build_messages,
     read_prompt,
     stream_answer,
 )
@@ -40,9 +48,19 @@ from xrouter_tui.commands.history import (
 from xrouter_tui.commands.journal import TurnJournal, history_path
 from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
-from xrouter_tui.commands.terminal import is_terminal
-from xrouter_tui.config import ConfigError, Settings, apply_settings, load_settings
-from xrouter_tui.payments import Network, PaymentRefused, SpendingPolicy
+from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
+from xrouter_tui.config import ConfigError, Settings, apply_settings, data_dir, load_settings
+from xrouter_tui.ledger import Ledger
+from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog
+from xrouter_tui.payments import (
+    Network,
+    PaymentRefused,
+    Quote,
+    SpendingPolicy,
+    format_usd,
+    short_address,
+)
+from xrouter_tui.pricing import max_tokens_within
 from xrouter_tui.store import Store, StoreError
 from xrouter_tui.wallet import ENV_KEY, WalletError, load_account, redact
 
@@ -100,7 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--cid", type=_id_argument, metavar="ID", help="continue the conversation with this id"
     )
     saved.add_argument(
-        "--no-history", action="store_true", help="save nothing of this question or its answer"
+        "--no-history",
+        action="store_true",
+        help="save nothing of this question or its answer (its payment is still kept in the "
+        "ledger, so that budgets hold)",
+    )
+    ask.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="pay above confirm_above_usd without asking (needed when there is no terminal to "
+        "ask on); caps and budgets still hold",
     )
     _add_router_options(ask)
 
@@ -224,10 +252,9 @@ def _ask(
 ) -> int:
     settings = _settings(args, env)
     prompt = read_prompt(args.prompt, stdin)
-    if args.no_history:
-        return _ask_and_answer(args, env, settings, prompt, None, stdout, stderr)
+    # The ledger lives in the history, so budgets hold even for --no-history.
     with Store.open(history_path(env)) as store:
-        return _ask_and_answer(args, env, settings, prompt, store, stdout, stderr)
+        return _ask_and_answer(args, env, settings, prompt, store, stdin, stdout, stderr)
 
 
 def _ask_and_answer(
@@ -235,16 +262,18 @@ def _ask_and_answer(
     env: Mapping[str, str],
     settings: Settings,
     prompt: str,
-    store: Store | None,
+    store: Store,
+    stdin: IO[str] | None,
     stdout: IO[str],
     stderr: IO[str],
 ) -> int:
-    """One question, answered and, unless `store` is None, saved as it goes."""
+    """One question, answered, paid into the ledger and, unless --no-history, saved as it
+    goes."""
     system = settings.system_prompt if args.system is None else args.system
     model = args.model or settings.model
     earlier: tuple[dict[str, str], ...] = ()
     conversation_id: int | None = None
-    if store is not None and (args.continue_latest or args.cid is not None):
+    if args.continue_latest or args.cid is not None:
         conversation_id = store.latest_conversation_id() if args.continue_latest else args.cid
         info = store.conversation(conversation_id) if conversation_id is not None else None
         if info is None:
@@ -270,7 +299,7 @@ def _ask_and_answer(
         temperature=settings.temperature,
         earlier=earlier,
     )
-    with _router(args, settings, env, stderr) as (base_url, account, networks):
+    with _router(args, settings, env, stderr) as (base_url, account, networks, models):
         if account is None:
             _error(
                 stderr,
@@ -283,14 +312,44 @@ def _ask_and_answer(
         if args.max_price is not None and args.max_price < cap:
             cap, cap_setting = args.max_price, "--max-price"
         policy = SpendingPolicy(networks=networks, max_per_request_usd=cap, cap_setting=cap_setting)
-        record = TurnRecord(model=request.model)
+        ledger = Ledger(
+            store,
+            networks,
+            session_budget_usd=settings.session_budget_usd,
+            daily_budget_usd=settings.daily_budget_usd,
+        )
+        model_info = next((m for m in models if m.id == request.model), None)
+        record = TurnRecord(model=request.model, model_info=model_info)
         progress = Progress(stderr, enabled=is_terminal(stderr))
         journal = None
-        if store is not None:
+        if not args.no_history:
             journal = TurnJournal(
                 store, conversation_id=conversation_id, model=model, system_prompt=system
             )
             conversation_id = journal.begin(prompt)  # committed before any network I/O
+
+        async def confirm(quote: Quote) -> bool:
+            if args.yes or quote.amount_usd <= settings.confirm_above_usd:
+                return True
+            progress.clear()
+            question = (
+                f"Pay {format_usd(quote.amount_usd)} on {quote.network.label} to "
+                f"{short_address(quote.requirement.pay_to)} for {request.model}? "
+                f"(above confirm_above_usd, {format_usd(settings.confirm_above_usd)}) [y/N] "
+            )
+            answer = ask_yes_no(question, stdin or sys.stdin, stderr)
+            if answer is None:
+                raise PaymentRefused(
+                    f"The router asks {format_usd(quote.amount_usd)}, above "
+                    f"confirm_above_usd ({format_usd(settings.confirm_above_usd)}), and there "
+                    "is no terminal to ask on: add --yes to pay it, or raise confirm_above_usd. "
+                    "Nothing was signed.",
+                    code="needs_confirmation",
+                    amount_usd=quote.amount_usd,
+                    limit_usd=settings.confirm_above_usd,
+                    setting="confirm_above_usd",
+                )
+            return answer
 
         async def turn() -> None:
             async with RouterClient(
@@ -303,7 +362,9 @@ def _ask_and_answer(
                     out=stdout,
                     progress=progress,
                     out_is_terminal=is_terminal(stdout),
+                    ledger=ledger,
                     journal=journal,
+                    confirm=confirm,
                 )
 
         try:
@@ -311,8 +372,8 @@ def _ask_and_answer(
         except BrokenPipeError:
             # The reader of our stdout went away (`| head`): stop quietly, the turn is over.
             _silence_stdout()
+            ledger.failed(record.payment, BrokenPipeError(), accepted=record.accepted)
             if journal is not None:
-                journal.failed_payment(BrokenPipeError(), accepted=record.accepted)
                 journal.finish("stopped", usage=record.usage, error="the output was closed")
             return EXIT_FAILED
         except (KeyboardInterrupt, PaymentRefused, RouterError, StoreError) as exc:
@@ -321,12 +382,16 @@ def _ask_and_answer(
                 message, code = str(exc), EXIT_FAILED
             else:
                 message, code = _turn_failure(exc, record)
+            if isinstance(exc, PaymentRefused):
+                message = ledger.explain(exc) + _shorter_hint(exc, request, model_info)
+            ledger.failed(record.payment, exc, accepted=record.accepted)
             if journal is not None:
                 _save_failure(journal, exc, record, message)
             _error(stderr, message)
             return code
         except BaseException as exc:
             # Whatever else went wrong, the answer is not left `streaming`.
+            ledger.failed(record.payment, exc, accepted=record.accepted)
             if journal is not None:
                 _save_failure(journal, exc, record, f"{type(exc).__name__}: {exc}")
             raise
@@ -345,7 +410,6 @@ def _save_failure(
 ) -> None:
     """Keep how a turn ended: stopped by the user, or failed with its error and partial text."""
     try:
-        journal.failed_payment(exc, accepted=record.accepted)
         if isinstance(exc, KeyboardInterrupt):
             journal.finish("stopped", usage=record.usage)
         else:
@@ -353,6 +417,20 @@ def _save_failure(
             journal.finish("failed", usage=record.usage, error=message, partial_text=partial)
     except StoreError:
         pass  # the answer stays `streaming`, and is marked interrupted at the next start
+
+
+def _shorter_hint(refusal: PaymentRefused, request: AskRequest, model: ModelInfo | None) -> str:
+    """When a shorter answer would fit the limit, the --max-tokens that would do it."""
+    if model is None or refusal.amount_usd is None or refusal.room_usd is None:
+        return ""
+    if refusal.code not in ("over_cap", "over_budget"):
+        return ""
+    fitting = max_tokens_within(
+        model, build_messages(request), request.max_tokens, refusal.amount_usd, refusal.room_usd
+    )
+    if fitting is None:
+        return ""
+    return f" A shorter answer would fit: --max-tokens {fitting} (now {request.max_tokens})."
 
 
 def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> int:
@@ -368,7 +446,7 @@ def _chat(args: argparse.Namespace, env: Mapping[str, str], stderr: IO[str]) -> 
     # the app, so while it runs log records go nowhere unless XROUTER_DEBUG asks for them.
     if not env.get("XROUTER_DEBUG"):
         logging.getLogger().addHandler(logging.NullHandler())
-    with _router(args, settings, env, None, need_key=False) as (base_url, account, networks):
+    with _router(args, settings, env, None, need_key=False) as (base_url, account, networks, _):
         if not args.demo:
             # The environment only: a keyring may block or ask to be unlocked, so the app reads
             # it in a thread once it is on screen (and offers a setup when it holds no key).
@@ -400,7 +478,7 @@ def _models(
         async with RouterClient(base_url, timeouts=_timeouts(settings)) as client:
             return await client.list_models()
 
-    with _router(args, settings, env, stderr, need_key=False) as (base_url, _account, _nets):
+    with _router(args, settings, env, stderr, need_key=False) as (base_url, _account, _nets, _):
         try:
             models = asyncio.run(fetch(base_url))
         except RouterError as exc:
@@ -442,14 +520,16 @@ def _router(
     stderr: IO[str] | None,
     *,
     need_key: bool = True,
-) -> Iterator[tuple[str, LocalAccount | None, tuple[Network, ...]]]:
-    """Where to send requests, with which wallet, on which networks: the demo's or the user's."""
+) -> Iterator[tuple[str, LocalAccount | None, tuple[Network, ...], Sequence[ModelInfo]]]:
+    """Where to send requests, with which wallet, on which networks, and the models' prices as
+    last known (no request is made for them): the demo's or the user's."""
     if args.demo:
         with demo_router(stderr=stderr) as demo:
-            yield demo.base_url, demo.account, (demo.network,)
+            yield demo.base_url, demo.account, (demo.network,), demo.models
         return
     account = load_account(env) if need_key else None
-    yield settings.base_url, account, settings.networks
+    models = ModelCatalog(data_dir(env)).cached(settings.base_url) or FALLBACK_MODELS
+    yield settings.base_url, account, settings.networks, models
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:

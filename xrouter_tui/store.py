@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Self
 
 __all__ = [
+    "AT_RISK",
     "MESSAGE_STATUSES",
     "PAYMENT_STATUSES",
     "SCHEMA_VERSION",
@@ -33,6 +34,9 @@ MESSAGE_STATUSES = ("complete", "streaming", "stopped", "failed", "interrupted")
 PAYMENT_STATUSES = ("signed", "sent", "settled", "rejected", "unknown")
 # Payments the router took: what a conversation "spent".
 _SPENT = ("sent", "settled")
+# Payments that are or may yet be charged: signed ones may be on their way, and an authorization
+# of unknown outcome can settle until it expires. Budgets count all of these.
+AT_RISK = ("signed", "sent", "settled", "unknown")
 _TITLE_LENGTH = 60
 # Long enough for a writer that is busy saving a big answer; a real deadlock is not possible
 # because every write takes the lock up front (BEGIN IMMEDIATE).
@@ -118,6 +122,37 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             INSERT INTO titles_fts (rowid, title) VALUES (new.id, new.title);
         END""",
     ),
+    # 2: the ledger. A payment outlives its conversation (money spent stays spent, and a
+    # daily budget must not shrink when a chat is deleted), may have no message at all
+    # (`ask --no-history`), and keeps its model for the per-model totals.
+    (
+        f"""CREATE TABLE payments_v2 (
+            id INTEGER PRIMARY KEY,
+            message_id INTEGER REFERENCES messages (id) ON DELETE SET NULL,
+            model TEXT NOT NULL DEFAULT '',
+            network TEXT NOT NULL,
+            asset TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            decimals INTEGER NOT NULL,
+            pay_to TEXT NOT NULL,
+            payer TEXT NOT NULL,
+            nonce TEXT NOT NULL,
+            valid_before INTEGER NOT NULL,
+            tx TEXT,
+            status TEXT NOT NULL CHECK (status IN {PAYMENT_STATUSES!r}),
+            reason TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL DEFAULT ({_NOW}),
+            updated TEXT NOT NULL DEFAULT ({_NOW})
+        )""",
+        "INSERT INTO payments_v2 SELECT p.id, p.message_id, coalesce(m.model, ''), p.network, "
+        "p.asset, p.amount, p.decimals, p.pay_to, p.payer, p.nonce, p.valid_before, p.tx, "
+        "p.status, p.reason, p.created, p.updated "
+        "FROM payments AS p LEFT JOIN messages AS m ON m.id = p.message_id",
+        "DROP TABLE payments",
+        "ALTER TABLE payments_v2 RENAME TO payments",
+        "CREATE INDEX payments_by_message ON payments (message_id)",
+        "CREATE INDEX payments_by_time ON payments (created)",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -161,6 +196,10 @@ class StoredPayment:
     status: str
     tx: str | None
     reason: str
+    model: str = ""
+    # When it was signed: UTC, ISO 8601 (`2026-11-25T09:14:03.512Z`).
+    created: str = ""
+    conversation_id: int | None = None
 
     @property
     def amount_usd(self) -> Decimal:
@@ -171,6 +210,11 @@ class StoredPayment:
     def taken(self) -> bool:
         """True when the router took it: it counts towards what was spent."""
         return self.status in _SPENT
+
+    @property
+    def at_risk(self) -> bool:
+        """True unless it is known that it cannot be charged: budgets count these."""
+        return self.status in AT_RISK
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,15 +472,19 @@ class Store:
         _LIVE.discard((str(self.path), message_id))
         self._streaming.discard(message_id)
 
-    def record_payment(self, message_id: int, payment: PaymentRecord) -> int:
-        """Record a payment just signed for an answer (status `signed`); call it before the
-        paid request is sent, so that a crash cannot hide a possible charge."""
+    def record_payment(
+        self, message_id: int | None, payment: PaymentRecord, *, model: str = ""
+    ) -> int:
+        """Record a payment just signed (status `signed`), for an answer or for none; call it
+        before the paid request is sent, so that a crash cannot hide a possible charge."""
         with self.transaction():
             cursor = self._db.execute(
-                "INSERT INTO payments (message_id, network, asset, amount, decimals, pay_to, "
-                "payer, nonce, valid_before, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed')",
+                "INSERT INTO payments (message_id, model, network, asset, amount, decimals, "
+                "pay_to, payer, nonce, valid_before, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'signed')",
                 (
                     message_id,
+                    model,
                     payment.network,
                     payment.asset,
                     payment.amount,
@@ -480,7 +528,8 @@ class Store:
             )
 
     def delete(self, conversation_id: int) -> bool:
-        """Delete a conversation with its messages and payments; False when there is none."""
+        """Delete a conversation with its messages; its payments stay in the ledger. False when
+        there is none."""
         with self.transaction():
             cursor = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         return cursor.rowcount > 0
@@ -539,6 +588,35 @@ class Store:
             StoredMessage(*row[:11], payment=StoredPayment(*row[11:]) if row[11] else None)
             for row in rows
         ]
+
+    def payments(
+        self,
+        *,
+        since: str | None = None,
+        networks: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[StoredPayment]:
+        """Payments, newest first: those signed at or after `since` (UTC ISO 8601), on the
+        given `networks`, with the given `ids`; each filter only when given."""
+        where: list[str] = []
+        params: list[object] = []
+        if since is not None:
+            where.append("p.created >= ?")
+            params.append(since)
+        for column, values in (("p.network", networks), ("p.id", ids)):
+            if values is not None:
+                where.append(f"{column} IN ({', '.join('?' * len(values))})" if values else "0")
+                params.extend(values)
+        rows = self._read(
+            "SELECT p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, "
+            "p.payer, p.nonce, p.valid_before, p.status, p.tx, p.reason, "
+            "coalesce(nullif(p.model, ''), m.model, ''), p.created, m.conversation_id "
+            "FROM payments AS p LEFT JOIN messages AS m ON m.id = p.message_id "
+            + (f"WHERE {' AND '.join(where)} " if where else "")
+            + "ORDER BY p.id DESC",
+            params,
+        )
+        return [StoredPayment(*row) for row in rows]
 
     def latest_conversation_id(self) -> int | None:
         """The most recently updated conversation, or None when there is none."""

@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
-from xrouter_tui.api import Delta, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.api import ConfirmPayment, Delta, ModelInfo, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.charges import Charge
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
 
 if TYPE_CHECKING:
     from xrouter_tui.commands.journal import TurnJournal
+    from xrouter_tui.ledger import Ledger
 
 __all__ = [
     "AskRequest",
@@ -62,6 +64,8 @@ class TurnRecord:
     usage: Usage | None = None
     ends_with_newline: bool = True
     started: float = field(default_factory=time.monotonic)
+    # The model's prices, when known: they tell what the tokens used cost, and the refund.
+    model_info: ModelInfo | None = None
 
     def summary(self) -> str:
         """One line: model, tokens, what was paid and where, the transaction."""
@@ -73,15 +77,8 @@ class TurnRecord:
         if self.payment is None:
             parts.append("not charged")
         else:
-            parts.append(
-                f"paid {format_usd(self.payment.amount_usd)} on {self.payment.network.label}"
-            )
-            if self.receipt is None:
-                parts.append("no receipt")
-            elif self.receipt.success and self.receipt.transaction:
-                parts.append(f"tx {self.receipt.transaction}")
-            elif not self.receipt.success:
-                parts.append(f"receipt says failed ({self.receipt.error_reason or 'no reason'})")
+            charge = Charge.of(self.payment, self.receipt, self.usage, self.model_info)
+            parts.extend(charge.parts())
         return " · ".join(parts)
 
 
@@ -144,14 +141,17 @@ async def stream_answer(
     out: IO[str],
     progress: Progress,
     out_is_terminal: bool,
+    ledger: Ledger,
     journal: TurnJournal | None = None,
+    confirm: ConfirmPayment | None = None,
 ) -> None:
-    """Pay, then write each delta to `out` as it comes; `record` keeps what happened, and
-    `journal`, if given, writes it to the history as it goes."""
+    """Pay, then write each delta to `out` as it comes; `record` keeps what happened, the
+    `ledger` the payment, and `journal`, if given, writes the turn to the history as it goes."""
 
     def signed(payment: SignedPayment) -> None:
-        if journal is not None:
-            journal.signed(payment)  # before the paid request goes out
+        # Before the paid request goes out; a budget spent meanwhile stops it here, unsent.
+        reply_id = journal.reply_id if journal is not None else None
+        ledger.signed(payment, message_id=reply_id, model=request.model)
         record.payment = payment
         progress.show(f"paying {format_usd(payment.amount_usd)} on {payment.network.label}…")
 
@@ -161,6 +161,8 @@ async def stream_answer(
         model=request.model,
         max_tokens=request.max_tokens,
         temperature=request.temperature,
+        budgets=ledger.budgets(),
+        confirm=confirm,
         on_signed=signed,
     )
     first_text_at: float | None = None
@@ -186,8 +188,8 @@ async def stream_answer(
         elif isinstance(event, Paid):
             record.accepted = True
             record.receipt = event.receipt
-            if journal is not None:
-                journal.paid(event.receipt)
+            if record.payment is not None:
+                ledger.paid(record.payment, event.receipt)
             progress.show("paid; waiting for the answer…")
         elif isinstance(event, Reasoning):
             progress.show("thinking…", throttle=True)

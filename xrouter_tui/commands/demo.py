@@ -10,10 +10,12 @@ from typing import IO
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from xrouter_tui.api import ModelInfo
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
+from xrouter_tui.devserver.catalog import MODELS
 from xrouter_tui.payments import BASE_SEPOLIA, Network, short_address
 
-__all__ = ["Demo", "demo_router"]
+__all__ = ["Demo", "demo_models", "demo_router"]
 
 # Slow enough to watch the answer stream in, fast enough not to bore.
 DEMO_DELTA_DELAY = 0.012
@@ -26,6 +28,8 @@ class Demo:
     base_url: str
     account: LocalAccount
     network: Network
+    # The demo router's models with their prices, as its /v1/models lists them.
+    models: tuple[ModelInfo, ...] = ()
 
 
 @contextmanager
@@ -41,4 +45,19 @@ def demo_router(*, stderr: IO[str] | None = None) -> Iterator[Demo]:
                 file=stderr,
                 flush=True,
             )
-        yield Demo(server.url, account, BASE_SEPOLIA)
+        yield Demo(server.url, account, BASE_SEPOLIA, demo_models())
+
+
+def demo_models() -> tuple[ModelInfo, ...]:
+    """The local router's models and prices, without asking it."""
+    return tuple(
+        ModelInfo(
+            model.id,
+            model.name,
+            model.description,
+            model.context_length,
+            input_per_1m_usd=model.input_per_1k * 1000,
+            output_per_1m_usd=model.output_per_1k * 1000,
+        )
+        for model in MODELS
+    )

@@ -17,7 +17,13 @@ from xrouter_tui.payments.networks import (
     format_usd,
     usd_to_atomic,
 )
-from xrouter_tui.payments.policy import Budget, PaymentRefused, Quote, SpendingPolicy
+from xrouter_tui.payments.policy import (
+    Budget,
+    PaymentRefused,
+    Quote,
+    SpendingPolicy,
+    check_budgets,
+)
 from xrouter_tui.payments.reasons import explain_rejection, short_address
 from xrouter_tui.payments.receipt import Receipt, decode_receipt, read_receipt
 from xrouter_tui.payments.signing import SignedPayment, authorization_typed_data, sign_payment
@@ -39,6 +45,7 @@ __all__ = [
     "SpendingPolicy",
     "atomic_to_usd",
     "authorization_typed_data",
+    "check_budgets",
     "decode_receipt",
     "explain_rejection",
     "find_network",

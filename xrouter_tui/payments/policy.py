@@ -21,7 +21,7 @@ from xrouter_tui.payments.networks import (
     format_usd,
 )
 
-__all__ = ["Budget", "PaymentRefused", "Quote", "SpendingPolicy"]
+__all__ = ["Budget", "PaymentRefused", "Quote", "SpendingPolicy", "check_budgets"]
 
 
 class PaymentRefused(Exception):
@@ -35,6 +35,7 @@ class PaymentRefused(Exception):
         amount_usd: Decimal | None = None,
         limit_usd: Decimal | None = None,
         setting: str | None = None,
+        room_usd: Decimal | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -42,6 +43,8 @@ class PaymentRefused(Exception):
         self.amount_usd = amount_usd
         self.limit_usd = limit_usd
         self.setting = setting
+        # The most that could be paid now: a cheaper request (fewer max_tokens) may fit it.
+        self.room_usd = room_usd if room_usd is not None else limit_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,23 +105,13 @@ class SpendingPolicy:
             raise PaymentRefused(
                 f"The router asks {format_usd(cheapest.amount_usd)} for this request, above your "
                 f"per-request cap of {format_usd(self.max_per_request_usd)} "
-                f"({self.cap_setting}). Nothing was signed.",
+                f"({_setting(self.cap_setting)}). Nothing was signed.",
                 code="over_cap",
                 amount_usd=cheapest.amount_usd,
                 limit_usd=self.max_per_request_usd,
                 setting=self.cap_setting,
             )
-        for budget in budgets:
-            if cheapest.amount_usd > budget.remaining_usd:
-                raise PaymentRefused(
-                    f"The router asks {format_usd(cheapest.amount_usd)}, but "
-                    f"{format_usd(budget.spent_usd)} of your {format_usd(budget.limit_usd)} "
-                    f"budget is spent ({budget.setting}). Nothing was signed.",
-                    code="over_budget",
-                    amount_usd=cheapest.amount_usd,
-                    limit_usd=budget.limit_usd,
-                    setting=budget.setting,
-                )
+        check_budgets(cheapest.amount_usd, budgets)
         return cheapest
 
     def _admit(self, challenge: PaymentChallenge, requirement: PaymentRequirement) -> Quote:
@@ -154,6 +147,32 @@ class SpendingPolicy:
         if requirement.amount <= 0:
             raise PaymentRefused("The router asks for a payment of zero.", code="zero_amount")
         return Quote(challenge, requirement, network, network.usdc)
+
+
+def _setting(name: str) -> str:
+    """How to name what sets a limit: a setting in config.toml, or an option like --max-price."""
+    return name if name.startswith("-") else f"setting {name}"
+
+
+_BUDGET_NAMES = {"session_budget_usd": "session budget", "daily_budget_usd": "daily budget"}
+
+
+def check_budgets(amount_usd: Decimal, budgets: Iterable[Budget]) -> None:
+    """Raise `PaymentRefused` when `amount_usd` does not fit the room left in every budget."""
+    for budget in budgets:
+        if amount_usd > budget.remaining_usd:
+            name = _BUDGET_NAMES.get(budget.setting, "budget")
+            raise PaymentRefused(
+                f"The router asks {format_usd(amount_usd)}, but {format_usd(budget.spent_usd)} "
+                f"of your {format_usd(budget.limit_usd)} {name} is spent already, leaving "
+                f"{format_usd(budget.remaining_usd)} (setting {budget.setting}). "
+                "Nothing was signed.",
+                code="over_budget",
+                amount_usd=amount_usd,
+                limit_usd=budget.limit_usd,
+                setting=budget.setting,
+                room_usd=budget.remaining_usd,
+            )
 
 
 # When nothing is payable, the refusal that best tells the user what to change comes first.

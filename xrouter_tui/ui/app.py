@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
+from xrouter_tui.ledger import Ledger
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
 from xrouter_tui.payments import Network, SpendingPolicy
 from xrouter_tui.store import Store, StoreError
@@ -116,6 +117,13 @@ class ChatApp(App[None]):
         self.wallet_commands = WalletCommands(self)
         # The history on disk; None when it cannot be opened (the chat then goes on unsaved).
         self.store: Store | None = None
+        # Every payment and the budgets; it reads and writes the history once that is open.
+        self.ledger = Ledger(
+            None,
+            router.networks,
+            session_budget_usd=settings.session_budget_usd,
+            daily_budget_usd=settings.daily_budget_usd,
+        )
         self._history_warned = False
 
     def get_default_screen(self) -> Screen:
@@ -135,6 +143,7 @@ class ChatApp(App[None]):
         if self.store is not None:
             self.store.close()
             self.store = None
+            self.ledger.store = None
 
     # -- the history ---------------------------------------------------------------------
 
@@ -145,6 +154,7 @@ class ChatApp(App[None]):
             self.store = open_history(self.env)
         except StoreError as exc:
             self.history_failed(exc, opening=True)
+        self.ledger.store = self.store
 
     def history_failed(self, error: StoreError, *, opening: bool = False) -> None:
         """The history could not be opened or written: one notice per session, in plain words."""
@@ -243,6 +253,10 @@ class ChatApp(App[None]):
                 self.catalog.store(self.router.base_url, models)
             except OSError as exc:
                 self.log.warning(f"model list not cached: {exc}")
+
+    def model_info(self, model_id: str) -> ModelInfo | None:
+        """The model's entry in the list, with its prices, if the list has it."""
+        return next((model for model in self.models if model.id == model_id), None)
 
     def action_pick_model(self) -> None:
         """Open the model picker."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from xrouter_tui.api import Usage
+from xrouter_tui.api import ModelInfo, Usage
+from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.commands.history import export_markdown
 from xrouter_tui.commands.journal import history_path
@@ -63,8 +64,12 @@ def conversation_from_store(
     return conversation
 
 
-def shown_messages(messages: Sequence[StoredMessage]) -> list[ShownMessage]:
-    """What the log shows of saved messages: questions, answers with their cost line, errors."""
+def shown_messages(
+    messages: Sequence[StoredMessage], models: Sequence[ModelInfo] = ()
+) -> list[ShownMessage]:
+    """What the log shows of saved messages: questions, answers with their money line (with
+    the refund when `models` has the model's prices), errors."""
+    prices = {model.id: model for model in models}
     shown: list[ShownMessage] = []
     for message in messages:
         if message.role == "user":
@@ -75,35 +80,39 @@ def shown_messages(messages: Sequence[StoredMessage]) -> list[ShownMessage]:
                     "assistant",
                     message.content,
                     model=message.model,
-                    footer=stored_footer(message),
+                    footer=stored_footer(message, prices.get(message.model)),
                     error=message.error,
                 )
             )
     return shown
 
 
-def stored_footer(message: StoredMessage) -> str:
+def stored_footer(message: StoredMessage, model: ModelInfo | None = None) -> str:
     """The dim line under a saved answer, worded like the live one (`answer_footer`)."""
     parts: list[str] = []
     if message.status in ("stopped", "interrupted"):
         parts.append(message.status)
+    usage = None
     if message.prompt_tokens is not None and message.completion_tokens is not None:
-        parts.append(f"{message.prompt_tokens} in / {message.completion_tokens} out tokens")
+        usage = Usage(
+            message.prompt_tokens,
+            message.completion_tokens,
+            message.prompt_tokens + message.completion_tokens,
+        )
+        parts.append(f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens")
     payment = message.payment
     if payment is None:
         parts.append("not charged")
+        return " · ".join(parts)
+    network = find_network(payment.network)
+    where = network.label if network is not None else payment.network
+    if payment.taken:
+        charge = Charge(payment.amount_usd, where, payment.tx, usage=usage, model=model)
+        parts.extend(charge.parts())
     else:
-        network = find_network(payment.network)
-        where = network.label if network is not None else payment.network
-        amount = format_usd(payment.amount_usd)
-        if payment.taken:
-            parts.append(f"paid {amount} on {where}")
-            if payment.tx:
-                parts.append(f"tx {payment.tx}")
-        else:
-            outcome = {"signed": "signed, outcome unknown"}.get(payment.status, payment.status)
-            note = f"payment of {amount} on {where} {outcome}"
-            parts.append(note + (f" ({payment.reason})" if payment.reason else ""))
+        outcome = {"signed": "signed, outcome unknown"}.get(payment.status, payment.status)
+        note = f"payment of {format_usd(payment.amount_usd)} on {where} {outcome}"
+        parts.append(note + (f" ({payment.reason})" if payment.reason else ""))
     return " · ".join(parts)
 
 

@@ -11,12 +11,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from xrouter_tui.api import Delta, Done, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.api import ConfirmPayment, Delta, Done, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.payments import SignedPayment
 
 if TYPE_CHECKING:
     from xrouter_tui.commands.journal import TurnJournal
+    from xrouter_tui.ledger import Ledger
 
 __all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]
 
@@ -75,23 +76,27 @@ async def run_turn(
     settings: TurnSettings,
     sink: AnswerSink,
     stats: TurnStats,
+    ledger: Ledger,
     journal: TurnJournal | None = None,
+    confirm: ConfirmPayment | None = None,
 ) -> None:
     """Send the conversation so far, pay once, and grow `answer` as the reply streams in.
 
     `answer` may already be in `conversation`: without text it is not sent. On success it ends
     `COMPLETE`; on an error the caller marks it (it knows whether the user stopped it or
-    something failed). `journal`, if given, keeps the turn in the history as it goes: the
-    payment before the paid request is sent, the text about once a second; the caller writes
-    how it ended.
+    something failed). The `ledger` records the payment before the paid request is sent (and
+    holds the budgets); `journal`, if given, keeps the turn's text in the history about once a
+    second; the caller writes how it ended. `confirm` sees the router's quote before anything
+    is signed.
     """
     history = conversation.history()
     save = journal.delta if journal is not None else None
 
     def signed(payment: SignedPayment) -> None:
-        if journal is not None:
-            # Before the paid request goes out; a failure here stops the turn unsent.
-            journal.signed(payment)
+        # Before the paid request goes out; a failure here (a budget spent meanwhile, a
+        # history that cannot be written) stops the turn unsent.
+        reply_id = journal.reply_id if journal is not None else None
+        ledger.signed(payment, message_id=reply_id, model=settings.model)
         answer.payment = payment
         sink.paying(payment)
 
@@ -103,6 +108,8 @@ async def run_turn(
             model=settings.model,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
+            budgets=ledger.budgets(),
+            confirm=confirm,
             on_signed=signed,
         ):
             if type(event) is Delta:
@@ -125,8 +132,8 @@ async def run_turn(
             elif isinstance(event, Paid):
                 answer.accepted = True
                 answer.receipt = event.receipt
-                if journal is not None:
-                    journal.paid(event.receipt)
+                if answer.payment is not None:
+                    ledger.paid(answer.payment, event.receipt)
                 sink.paid()
             elif isinstance(event, Reasoning):
                 sink.reasoning(event.text)

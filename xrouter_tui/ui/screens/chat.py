@@ -15,7 +15,8 @@ from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import Worker
 
-from xrouter_tui.api import RouterError, payment_note
+from xrouter_tui.api import ModelInfo, RouterError, payment_note
+from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.commands.journal import TurnJournal
 from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
@@ -155,11 +156,11 @@ class ChatScreen(Screen[None]):
     ) -> None:
         """Write how the turn ended (one short transaction or two): the payment's outcome when
         the router never took it, and the answer's status, text, tokens and error."""
+        if exc is not None:
+            self.app.ledger.failed(answer.payment, exc, accepted=answer.accepted)
         if journal is None:
             return
         try:
-            if exc is not None:
-                journal.failed_payment(exc, accepted=answer.accepted)
             journal.finish(
                 answer.status.value,
                 usage=answer.usage,
@@ -193,7 +194,14 @@ class ChatScreen(Screen[None]):
         gc.set_threshold(*STREAMING_GC_THRESHOLDS)
         try:
             await run_turn(
-                self.app.client, self.conversation, answer, settings, sink, stats, journal
+                self.app.client,
+                self.conversation,
+                answer,
+                settings,
+                sink,
+                stats,
+                self.app.ledger,
+                journal,
             )
         except asyncio.CancelledError as exc:
             answer.status = MessageStatus.STOPPED
@@ -240,7 +248,7 @@ class ChatScreen(Screen[None]):
             self._ticker.stop()
             self._ticker = None
         await view.body.finish()
-        view.set_footer(answer_footer(answer, stats))
+        view.set_footer(answer_footer(answer, stats, self.app.model_info(answer.model)))
         status = self.query_one(StatusBar)
         # The rate is for watching a stream; once it ends the counts say what was used.
         if answer.usage is not None:
@@ -257,7 +265,7 @@ class ChatScreen(Screen[None]):
         status = self.query_one(StatusBar)
         if answer.accepted:
             status.last_charge = answer.charged_usd
-        status.session_spend = self.conversation.spent_usd
+        status.session_spend = self.app.ledger.session_usd()
 
     def _show_progress(self) -> None:
         stats = self._stats
@@ -300,7 +308,7 @@ class ChatScreen(Screen[None]):
         self.action_stop()
         self.conversation = conversation_from_store(info, messages)
         self.conversation_id = info.id
-        await self.query_one(ChatLog).show_history(shown_messages(messages))
+        await self.query_one(ChatLog).show_history(shown_messages(messages, self.app.models))
         if info.model and info.model != self.app.model:
             # Going on with a conversation keeps its model, as `ask --continue` does.
             self.app.model = info.model
@@ -314,7 +322,7 @@ class ChatScreen(Screen[None]):
         status.state = ChatState.IDLE
         status.tokens = ""
         status.last_charge = None
-        status.session_spend = self.conversation.spent_usd
+        status.session_spend = self.app.ledger.session_usd()
         self.query_one(PromptInput).focus()
 
 
@@ -347,8 +355,9 @@ def _first_sentence(message: str) -> str:
     return f"{head}." if dot and rest else message
 
 
-def answer_footer(answer: ChatMessage, stats: TurnStats) -> str:
-    """The dim line under an answer: tokens in/out, what was paid, the transaction."""
+def answer_footer(answer: ChatMessage, stats: TurnStats, model: ModelInfo | None = None) -> str:
+    """The dim line under an answer: tokens in/out, then its money line (what was charged,
+    what the tokens cost at `model`'s prices, the refund to expect, network, transaction)."""
     parts: list[str] = []
     if answer.status is MessageStatus.STOPPED:
         parts.append("stopped")
@@ -362,12 +371,7 @@ def answer_footer(answer: ChatMessage, stats: TurnStats) -> str:
     if payment is None:
         parts.append("not charged")
     elif answer.accepted:
-        parts.append(f"paid {format_usd(payment.amount_usd)} on {payment.network.label}")
-        receipt = answer.receipt
-        if receipt is not None and receipt.success and receipt.transaction:
-            parts.append(f"tx {receipt.transaction}")
-        elif receipt is None:
-            parts.append("no receipt")
+        parts.extend(Charge.of(payment, answer.receipt, answer.usage, model).parts())
     if answer.status is MessageStatus.STOPPED and payment is not None:
         if answer.accepted:
             parts.append("sending it again is a new charge")

@@ -1,0 +1,73 @@
+"""What one answer cost, in the words of its money line (the chat's footer, `ask`'s summary).
+
+X-Router charges the most a request could cost up front and refunds the difference once the
+answer is done; the line shows the charge, what the tokens used cost at the model's prices, and
+so the refund to expect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from xrouter_tui.api import ModelInfo, Usage
+from xrouter_tui.payments import Receipt, SignedPayment, format_usd
+from xrouter_tui.pricing import tokens_cost_usd
+
+__all__ = ["Charge"]
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A paid answer's money: what was charged, where, its transaction, and what it used."""
+
+    amount_usd: Decimal
+    network: str
+    tx: str | None
+    # What to say instead of a transaction: "no receipt", or why the receipt says it failed.
+    receipt_note: str = ""
+    usage: Usage | None = None
+    model: ModelInfo | None = None
+
+    @classmethod
+    def of(
+        cls,
+        payment: SignedPayment,
+        receipt: Receipt | None,
+        usage: Usage | None,
+        model: ModelInfo | None = None,
+    ) -> Charge:
+        """The charge of a turn just paid, from its payment and the router's receipt."""
+        note = ""
+        if receipt is None:
+            note = "no receipt"
+        elif not receipt.success:
+            note = f"receipt says failed ({receipt.error_reason or 'no reason'})"
+        tx = receipt.transaction if receipt is not None and receipt.success else None
+        return cls(payment.amount_usd, payment.network.label, tx, note, usage, model)
+
+    @property
+    def tokens_usd(self) -> Decimal | None:
+        """What the tokens used cost at the model's list prices, when both are known."""
+        return tokens_cost_usd(self.model, self.usage)
+
+    @property
+    def refund_usd(self) -> Decimal | None:
+        """The difference the router should refund, when the tokens' cost is known."""
+        cost = self.tokens_usd
+        return max(self.amount_usd - cost, Decimal(0)) if cost is not None else None
+
+    def parts(self) -> list[str]:
+        """`charged $0.0154 upfront`, `tokens cost $0.0021`, `refund ~$0.0133`, the network and
+        the transaction, as the pieces of one line."""
+        parts = [f"charged {format_usd(self.amount_usd)} upfront"]
+        cost, refund = self.tokens_usd, self.refund_usd
+        if cost is not None and refund is not None:
+            parts.append(f"tokens cost {format_usd(cost)}")
+            parts.append(f"refund ~{format_usd(refund)}")
+        parts.append(self.network)
+        if self.tx:
+            parts.append(f"tx {self.tx}")
+        elif self.receipt_note:
+            parts.append(self.receipt_note)
+        return parts

@@ -1,0 +1,251 @@
+"""The money side of the history: every payment as it happens, and the budgets it must fit.
+
+Every payment is recorded when it is signed, before the paid request goes out, then updated
+with what became of it. Budgets are checked twice: from the totals before signing (so that a
+refusal signs nothing), and again inside the very write transaction that records the signature,
+so that two processes paying at once cannot both slip under the same daily budget.
+
+The daily budget counts every process's payments from the history; the session's are this
+process's. Without a history (it could not be opened) the session is kept in memory, and the
+day is the session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from xrouter_tui.api import PaymentRejected, RouterError
+from xrouter_tui.payments import (
+    Budget,
+    Network,
+    PaymentRefused,
+    Receipt,
+    SignedPayment,
+    check_budgets,
+    format_usd,
+)
+from xrouter_tui.store import AT_RISK, PaymentRecord, Store, StoredPayment, StoreError
+
+__all__ = ["Ledger", "ModelSpend", "Spending", "local_midnight", "payment_record"]
+
+
+def payment_record(payment: SignedPayment) -> PaymentRecord:
+    """What the store keeps of a signed payment: never the signature or the header."""
+    return PaymentRecord(
+        network=payment.network.v1_name,
+        asset=payment.asset,
+        amount=payment.amount,
+        decimals=payment.network.usdc.decimals,
+        pay_to=payment.pay_to,
+        payer=payment.payer,
+        nonce=payment.nonce,
+        valid_before=payment.valid_before,
+    )
+
+
+def local_midnight(now: float) -> str:
+    """The start of the user's day containing `now`, as the store writes times (UTC ISO 8601)."""
+    local = datetime.fromtimestamp(now).astimezone()
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpend:
+    """What one model cost, in all."""
+
+    model: str
+    usd: Decimal
+    payments: int
+
+
+@dataclass(frozen=True, slots=True)
+class Spending:
+    """Totals and payments, as the ledger screen and `spend` show them. Totals count payments
+    the router took; `uncertain_usd` those whose outcome is not known yet (they may settle)."""
+
+    session_usd: Decimal | None
+    today_usd: Decimal
+    all_time_usd: Decimal
+    uncertain_usd: Decimal
+    by_model: tuple[ModelSpend, ...]
+    payments: tuple[StoredPayment, ...]
+    # Ids of the payments made by this session.
+    session_ids: frozenset[int] = frozenset()
+
+
+@dataclass(slots=True)
+class _SessionPayment:
+    payment_id: int | None
+    amount_usd: Decimal
+    status: str
+    signed_at: float
+
+
+class Ledger:
+    """Records payments and keeps the budgets. One per process (one per chat, one per `ask`)."""
+
+    def __init__(
+        self,
+        store: Store | None,
+        networks: Sequence[Network],
+        *,
+        session_budget_usd: Decimal | None = None,
+        daily_budget_usd: Decimal | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        # Only payments on these networks count: a demo's test money is not the user's money.
+        self.networks = tuple(network.v1_name for network in networks)
+        self.session_budget_usd = session_budget_usd
+        self.daily_budget_usd = daily_budget_usd
+        self._clock = clock
+        self._session: dict[str, _SessionPayment] = {}
+
+    # -- budgets ----------------------------------------------------------------------------
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """The budgets that are set, each with what is spent of it now."""
+        budgets: list[Budget] = []
+        if self.session_budget_usd is not None:
+            budgets.append(
+                Budget(self.session_budget_usd, self.session_at_risk(), "session_budget_usd")
+            )
+        if self.daily_budget_usd is not None:
+            if self.store is None:
+                raise PaymentRefused(
+                    "Your daily budget (setting daily_budget_usd) cannot be checked: the "
+                    "history, where every payment is counted, could not be opened. Nothing "
+                    "was signed.",
+                    code="budget_unchecked",
+                    setting="daily_budget_usd",
+                )
+            budgets.append(Budget(self.daily_budget_usd, self.today_at_risk(), "daily_budget_usd"))
+        return tuple(budgets)
+
+    def session_usd(self) -> Decimal:
+        """What this session paid that the router took."""
+        return _total(p.amount_usd for p in self._session.values() if p.status in _TAKEN)
+
+    def session_at_risk(self) -> Decimal:
+        """What this session paid or may yet be charged."""
+        return _total(p.amount_usd for p in self._session.values() if p.status in AT_RISK)
+
+    def today_at_risk(self) -> Decimal:
+        """What every process paid today, or may yet be charged for today's payments."""
+        if self.store is None:
+            since = local_midnight(self._clock())
+            return _total(
+                p.amount_usd
+                for p in self._session.values()
+                if p.status in AT_RISK and _iso(p.signed_at) >= since
+            )
+        payments = self.store.payments(since=local_midnight(self._clock()), networks=self.networks)
+        return _total(p.amount_usd for p in payments if p.at_risk)
+
+    def explain(self, refusal: PaymentRefused) -> str:
+        """The refusal's sentence, with what is spent already when it does not say so."""
+        if refusal.code != "over_cap":
+            return refusal.message
+        try:
+            today = self.today_at_risk()
+        except StoreError:
+            return refusal.message
+        return f"{refusal.message} Spent today so far: {format_usd(today)}."
+
+    # -- recording --------------------------------------------------------------------------
+
+    def signed(
+        self, payment: SignedPayment, *, message_id: int | None = None, model: str = ""
+    ) -> None:
+        """Record a payment just signed, before it is sent. Raises `PaymentRefused` when a
+        budget no longer has room for it (another process paid meanwhile): then nothing is
+        recorded, and the caller must not send it."""
+        amount = payment.amount_usd
+        if self.store is None:
+            check_budgets(amount, self.budgets())
+            payment_id = None
+        else:
+            with self.store.transaction():
+                # Inside the write lock: no other process can record a payment until this ends.
+                check_budgets(amount, self.budgets())
+                payment_id = self.store.record_payment(
+                    message_id, payment_record(payment), model=model
+                )
+        self._session[payment.nonce] = _SessionPayment(payment_id, amount, "signed", self._clock())
+
+    def paid(self, payment: SignedPayment, receipt: Receipt | None) -> None:
+        """The router took the paid request: settled with its transaction, or as the receipt
+        says. A busy database does not cost the answer: the row then stays `signed`."""
+        if receipt is None:
+            self._update(payment, "sent", reason="no receipt")
+        elif receipt.success:
+            self._update(payment, "settled", tx=receipt.transaction)
+        else:
+            reason = receipt.error_reason or "the receipt says the payment failed"
+            self._update(payment, "rejected", reason=reason)
+
+    def failed(self, payment: SignedPayment | None, exc: BaseException, *, accepted: bool) -> None:
+        """What became of a payment when its turn broke before the router accepted it."""
+        if payment is None or accepted:
+            return
+        if isinstance(exc, PaymentRejected):
+            self._update(payment, "rejected", reason=exc.code or exc.message)
+        else:
+            reason = exc.message if isinstance(exc, RouterError) else "interrupted"
+            self._update(payment, "unknown", reason=reason)
+
+    def _update(
+        self, payment: SignedPayment, status: str, *, tx: str | None = None, reason: str = ""
+    ) -> None:
+        entry = self._session.get(payment.nonce)
+        if entry is None:
+            return
+        entry.status = status
+        if self.store is None or entry.payment_id is None:
+            return
+        # On a busy database the row keeps its last status, with payer and nonce to reconcile.
+        with suppress(StoreError):
+            self.store.update_payment(entry.payment_id, status, tx=tx, reason=reason)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def spending(self, *, session: bool = True) -> Spending:
+        """Totals (this session, unless `session` is False; today; ever), per model, and every
+        payment, newest first."""
+        payments = tuple(self.store.payments(networks=self.networks)) if self.store else ()
+        since = local_midnight(self._clock())
+        taken = [p for p in payments if p.taken]
+        by_model: dict[str, list[Decimal]] = {}
+        for p in taken:
+            by_model.setdefault(p.model or "(unknown model)", []).append(p.amount_usd)
+        models = [
+            ModelSpend(name, _total(amounts), len(amounts)) for name, amounts in by_model.items()
+        ]
+        return Spending(
+            session_usd=self.session_usd() if session else None,
+            today_usd=_total(p.amount_usd for p in taken if p.created >= since),
+            all_time_usd=_total(p.amount_usd for p in taken),
+            uncertain_usd=_total(p.amount_usd for p in payments if p.at_risk and not p.taken),
+            by_model=tuple(sorted(models, key=lambda spend: (-spend.usd, spend.model))),
+            payments=payments,
+            session_ids=frozenset(
+                p.payment_id for p in self._session.values() if p.payment_id is not None
+            ),
+        )
+
+
+_TAKEN = ("sent", "settled")
+
+
+def _total(amounts: Iterable[Decimal]) -> Decimal:
+    return sum(amounts, Decimal(0))
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
