@@ -12,6 +12,8 @@ day is the session.
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import suppress
@@ -31,7 +33,15 @@ from xrouter_tui.payments import (
 )
 from xrouter_tui.store import AT_RISK, PaymentRecord, Store, StoredPayment, StoreError
 
-__all__ = ["Ledger", "ModelSpend", "Spending", "local_midnight", "payment_record"]
+__all__ = [
+    "CSV_COLUMNS",
+    "Ledger",
+    "ModelSpend",
+    "Spending",
+    "local_midnight",
+    "payment_record",
+    "payments_csv",
+]
 
 
 def payment_record(payment: SignedPayment) -> PaymentRecord:
@@ -46,6 +56,48 @@ def payment_record(payment: SignedPayment) -> PaymentRecord:
         nonce=payment.nonce,
         valid_before=payment.valid_before,
     )
+
+
+CSV_COLUMNS = (
+    "time",
+    "model",
+    "amount_usd",
+    "network",
+    "status",
+    "tx",
+    "payer",
+    "pay_to",
+    "nonce",
+    "valid_before",
+    "reason",
+    "conversation_id",
+)
+
+
+def payments_csv(payments: Iterable[StoredPayment]) -> str:
+    """The payments as CSV (a header, then a row each), as the ledger screen and `spend --csv`
+    write them: amounts in dollars, exactly; times in UTC as recorded."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for p in payments:
+        writer.writerow(
+            (
+                p.created,
+                p.model,
+                f"{p.amount_usd:f}",
+                p.network,
+                p.status,
+                p.tx or "",
+                p.payer,
+                p.pay_to,
+                p.nonce,
+                p.valid_before,
+                p.reason,
+                "" if p.conversation_id is None else p.conversation_id,
+            )
+        )
+    return out.getvalue()
 
 
 def local_midnight(now: float) -> str:
