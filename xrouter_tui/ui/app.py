@@ -20,7 +20,8 @@ from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
-from xrouter_tui.payments import Network, SpendingPolicy
+from xrouter_tui.payments import Network, Quote, SpendingPolicy, format_usd
+from xrouter_tui.pricing import PriceGuide
 from xrouter_tui.store import Store, StoreError
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
 from xrouter_tui.ui.history import export_conversation, open_history
@@ -29,7 +30,9 @@ from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.conversations import NEW_CHAT, ConversationsScreen
 from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
 from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.screens.payment import PaymentChoice, PaymentDialog
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
+from xrouter_tui.ui.widgets.chat_log import AnswerFooter
 from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
@@ -113,6 +116,10 @@ class ChatApp(App[None]):
                 idle=settings.idle_timeout,
             ),
         )
+        # Prices of the prompt as typed, corrected by the router's own quotes.
+        self.price_guide = PriceGuide()
+        # Set by "Pay, don't ask again": no more payment questions until the app quits.
+        self.confirm_off = False
         self._clipboard_tool = clipboard_command(self.env)
         self.wallet_commands = WalletCommands(self)
         # The history on disk; None when it cannot be opened (the chat then goes on unsaved).
@@ -303,6 +310,34 @@ class ChatApp(App[None]):
         if event.worker.group == KEYRING_GROUP and event.state is WorkerState.ERROR:
             self.wallet_commands.failed(event.worker.error)
 
+    # -- money ---------------------------------------------------------------------------
+
+    async def confirm_payment(self, quote: Quote, model: str) -> bool:
+        """Ask before paying above `confirm_above_usd` (unless the user said not to ask again
+        this session); True to pay. Call it from a worker: it waits for the answer."""
+        threshold = self.settings.confirm_above_usd
+        if self.confirm_off or quote.amount_usd <= threshold:
+            return True
+        choice = await self.push_screen_wait(
+            PaymentDialog(quote, model=model, threshold_usd=format_usd(threshold))
+        )
+        if choice is PaymentChoice.PAY_ALWAYS:
+            self.confirm_off = True
+        return choice in (PaymentChoice.PAY, PaymentChoice.PAY_ALWAYS)
+
+    @on(AnswerFooter.CopyTransaction)
+    async def _copy_transaction(self, event: AnswerFooter.CopyTransaction) -> None:
+        await self._copy(event.tx, "the transaction hash")
+
+    async def copy_last_transaction(self) -> None:
+        """Copy the transaction hash of the newest answer that has one."""
+        for message in reversed(self.chat.conversation.messages):
+            receipt = message.receipt
+            if receipt is not None and receipt.success and receipt.transaction:
+                await self._copy(receipt.transaction, "the last transaction hash")
+                return
+        self.notify("No answer in this chat has a transaction yet.", severity="warning")
+
     # -- keys ----------------------------------------------------------------------------
 
     def action_stop_or_copy(self) -> None:
@@ -367,6 +402,11 @@ class ChatApp(App[None]):
             "Copy last code block",
             "Copy the last code block of the last answer",
             self.copy_last_code,
+        )
+        yield SystemCommand(
+            "Copy last transaction",
+            "Copy the transaction hash of the last paid answer",
+            self.copy_last_transaction,
         )
         yield from self.wallet_commands.commands()
         yield SystemCommand("Theme", "Change the colours (remembered)", self.action_change_theme)

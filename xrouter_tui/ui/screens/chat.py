@@ -15,11 +15,12 @@ from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import Worker
 
-from xrouter_tui.api import ModelInfo, RouterError, payment_note
+from xrouter_tui.api import ModelInfo, PaymentDeclined, RouterError, payment_note
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.commands.journal import TurnJournal
-from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
+from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_usd
+from xrouter_tui.pricing import max_tokens_within
 from xrouter_tui.store import StoreError
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.messages import (
@@ -29,6 +30,7 @@ from xrouter_tui.ui.messages import (
     ResponseStarted,
     ResponseStopped,
 )
+from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.turn import TurnSettings, TurnStats, run_turn
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, UserMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
@@ -42,6 +44,8 @@ __all__ = ["ChatScreen", "answer_footer"]
 
 # How often the status bar samples the live token count while an answer streams.
 STATUS_INTERVAL = 0.1
+# How long the typing pauses before the price of the prompt is worked out again.
+ESTIMATE_DELAY = 0.2
 # The garbage collector's thresholds while an answer streams. Each frame of a streaming answer
 # leaves thousands of short-lived cyclic objects (strips and their caches); CPython's default
 # young generation (700) promotes them, and a full collection of the whole heap (0.1-0.3 s on a
@@ -69,6 +73,7 @@ class ChatScreen(Screen[None]):
         self.conversation_id: int | None = None
         self._stats: TurnStats | None = None
         self._ticker: Timer | None = None
+        self._estimate_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -109,28 +114,59 @@ class ChatScreen(Screen[None]):
             return self.streaming
         return True
 
+    # -- the price of the prompt as typed -------------------------------------------------
+
+    @on(PromptInput.Changed)
+    def _prompt_changed(self) -> None:
+        # Debounced: the figure follows the typing without a sum per key.
+        if self._estimate_timer is not None:
+            self._estimate_timer.stop()
+        self._estimate_timer = self.set_timer(ESTIMATE_DELAY, self.show_estimate)
+
+    @on(ModelChanged)
+    def _model_changed(self) -> None:
+        self.show_estimate()
+
+    def show_estimate(self) -> None:
+        """Show what the prompt as typed would be charged up front at most, from the model's
+        prices, the conversation so far and `max_tokens`; nothing is sent anywhere."""
+        self._estimate_timer = None
+        status = self.query_one(StatusBar)
+        text = self.query_one(PromptInput).text
+        model = self.app.model_info(self.app.model)
+        if not text.strip() or model is None:
+            status.estimate = None
+            return
+        sent = [*self.conversation.history(), {"role": "user", "content": text}]
+        status.estimate = self.app.price_guide.estimate(model, sent, self.app.max_tokens)
+
     # -- a turn --------------------------------------------------------------------------
 
     @on(PromptInput.Submitted)
     async def _send(self, event: PromptInput.Submitted) -> None:
+        await self.send(event.text)
+
+    async def send(self, text: str, *, max_tokens: int | None = None) -> None:
+        """Ask `text` of the current model; `max_tokens`, when given, for this turn only."""
         prompt = self.query_one(PromptInput)
         if self.streaming:
-            prompt.restore(event.text)
+            prompt.restore(text)
             self.notify("An answer is still streaming: Esc stops it.", severity="warning")
             return
         model = self.app.model
-        question = self.conversation.add(ChatMessage("user", event.text))
+        question = self.conversation.add(ChatMessage("user", text))
         answer = self.conversation.add(
             ChatMessage("assistant", "", model=model, status=MessageStatus.STREAMING)
         )
-        journal = self._begin_journal(event.text, model)
+        journal = self._begin_journal(text, model)
         log = self.query_one(ChatLog)
         view = AnswerMessage(model)
-        await log.mount_all([UserMessage(event.text), view])
+        await log.mount_all([UserMessage(text), view])
         log.follow()
+        self.query_one(StatusBar).estimate = None
         self.post_message(ResponseStarted(model))
         self.app.remember_model_use(model)
-        self._stream(question, answer, view, journal)
+        self._stream(question, answer, view, journal, max_tokens or self.app.max_tokens)
 
     def _begin_journal(self, text: str, model: str) -> TurnJournal | None:
         """Commit the question (and, on a first question, the conversation) before any network
@@ -178,6 +214,7 @@ class ChatScreen(Screen[None]):
         answer: ChatMessage,
         view: AnswerMessage,
         journal: TurnJournal | None,
+        max_tokens: int,
     ) -> None:
         status = self.query_one(StatusBar)
         stats = self._stats = TurnStats()
@@ -187,9 +224,19 @@ class ChatScreen(Screen[None]):
         sink = _ViewSink(view, status, lambda: self._show_money(answer))
         settings = TurnSettings(
             model=answer.model,
-            max_tokens=self.app.max_tokens,
+            max_tokens=max_tokens,
             temperature=self.app.settings.temperature,
         )
+        sent = self.conversation.history()
+        model_info = self.app.model_info(answer.model)
+
+        async def confirm(quote: Quote) -> bool:
+            # The router's exact amount, shown before anything is signed.
+            status.tokens = f"asks {format_usd(quote.amount_usd)}"
+            if model_info is not None:
+                self.app.price_guide.learn(model_info, sent, max_tokens, quote.amount_usd)
+            return await self.app.confirm_payment(quote, answer.model)
+
         previous_gc_thresholds = gc.get_threshold()
         gc.set_threshold(*STREAMING_GC_THRESHOLDS)
         try:
@@ -202,6 +249,7 @@ class ChatScreen(Screen[None]):
                 stats,
                 self.app.ledger,
                 journal,
+                confirm,
             )
         except asyncio.CancelledError as exc:
             answer.status = MessageStatus.STOPPED
@@ -213,9 +261,13 @@ class ChatScreen(Screen[None]):
             self.post_message(ResponseStopped(answer))
             raise
         except (RouterError, PaymentRefused, StoreError) as exc:
+            shorter = None
             if isinstance(exc, StoreError):
                 # Only the payment's record can fail this way: the payment is not sent unrecorded.
                 message = f"The payment could not be recorded, so it was not sent: {exc}"
+            elif isinstance(exc, PaymentRefused):
+                message = self.app.ledger.explain(exc)
+                shorter = _shorter(exc, model_info, sent, max_tokens)
             else:
                 message = exc.message
             answer.status = MessageStatus.FAILED
@@ -226,9 +278,12 @@ class ChatScreen(Screen[None]):
             await view.show_error(message)
             self.query_one(PromptInput).restore(question.content)
             status.state = ChatState.ERROR
-            # The whole story is in the block under the turn; the toast only points at it.
-            self.notify(_first_sentence(message), title="The answer failed", severity="error")
             self.post_message(ResponseFailed(question.content, message, answer))
+            if shorter is not None:
+                self._offer_shorter(question.content, shorter, max_tokens)
+            elif not isinstance(exc, PaymentDeclined):
+                # The whole story is in the block under the turn; the toast only points at it.
+                self.notify(_first_sentence(message), title="The answer failed", severity="error")
         except Exception as exc:
             # Whatever else broke the turn, the answer is not left `streaming` on disk.
             answer.status = MessageStatus.FAILED
@@ -275,6 +330,25 @@ class ChatScreen(Screen[None]):
         # "~" until the router's own count replaces the estimate.
         tokens = f"{'' if stats.exact else '~'}{stats.output_tokens} tok"
         self.query_one(StatusBar).tokens = f"{tokens} · {rate:.0f} tok/s" if rate else tokens
+
+    def _offer_shorter(self, text: str, fitting: int, max_tokens: int) -> None:
+        """Offer to send the refused question again with a `max_tokens` that fits the limit."""
+
+        async def answered(yes: bool | None) -> None:
+            if yes:
+                self.query_one(PromptInput).clear()
+                await self.send(text, max_tokens=fitting)
+
+        self.app.push_screen(
+            ConfirmDialog(
+                "Send a shorter answer instead?",
+                f"The router charges up front for max_tokens ({max_tokens}). With max_tokens "
+                f"{fitting} this question fits the limit. Send it with {fitting} for this "
+                "turn only?",
+                yes=f"Send with {fitting}",
+            ),
+            answered,
+        )
 
     # -- actions -------------------------------------------------------------------------
 
@@ -347,6 +421,20 @@ class _ViewSink:
 
     def reasoning(self, text: str) -> None:
         self.view.add_reasoning(text)
+
+
+def _shorter(
+    refusal: PaymentRefused,
+    model: ModelInfo | None,
+    sent: list[dict[str, str]],
+    max_tokens: int,
+) -> int | None:
+    """The `max_tokens` that would fit a cap or budget the quote went over, if a useful one."""
+    if refusal.code not in ("over_cap", "over_budget") or model is None:
+        return None
+    if refusal.amount_usd is None or refusal.room_usd is None:
+        return None
+    return max_tokens_within(model, sent, max_tokens, refusal.amount_usd, refusal.room_usd)
 
 
 def _first_sentence(message: str) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
@@ -15,6 +17,7 @@ from textual.widgets import Static
 from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
 
 __all__ = [
+    "AnswerFooter",
     "AnswerMarkdown",
     "AnswerMessage",
     "ChatLog",
@@ -128,6 +131,35 @@ class ErrorBlock(Static):
         self.border_title = "Error"
 
 
+class AnswerFooter(Static):
+    """The dim money line under an answer; a click copies its transaction hash."""
+
+    class CopyTransaction(Message):
+        """The user clicked a footer that names a transaction."""
+
+        def __init__(self, tx: str) -> None:
+            super().__init__()
+            self.tx = tx
+
+    def __init__(self) -> None:
+        super().__init__("", classes="answer-footer", markup=False)
+        self.tx: str | None = None
+
+    def show(self, text: str) -> None:
+        found = _TX.search(text)
+        self.tx = found.group(1) if found else None
+        self.tooltip = "Click to copy the transaction hash" if self.tx else None
+        self.update(text)
+        self.display = bool(text)
+
+    def on_click(self) -> None:
+        if self.tx:
+            self.post_message(self.CopyTransaction(self.tx))
+
+
+_TX = re.compile(r"\btx (0x[0-9a-fA-F]{64})\b")
+
+
 class AnswerMessage(Vertical):
     """An answer: the model's reasoning if any, its Markdown text, a dim line of what it cost."""
 
@@ -136,7 +168,7 @@ class AnswerMessage(Vertical):
         self.border_title = model
         self.body = AnswerMarkdown()
         self.thinking = Static("", classes="reasoning", markup=False)
-        self.footer = Static("", classes="answer-footer", markup=False)
+        self.footer = AnswerFooter()
         self._reasoning: list[str] = []
         self._reasoning_timer: Timer | None = None
         # Set before mounting, for an answer of a resumed conversation that failed.
@@ -161,8 +193,7 @@ class AnswerMessage(Vertical):
         self.thinking.display = True
 
     def set_footer(self, text: str) -> None:
-        self.footer.update(text)
-        self.footer.display = bool(text)
+        self.footer.show(text)
 
     async def show_error(self, text: str) -> None:
         await self.mount(ErrorBlock(text))

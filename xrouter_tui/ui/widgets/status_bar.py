@@ -1,4 +1,5 @@
-"""The status bar: model, state, live tokens and rate, last charge, session spend, wallet."""
+"""The status bar: model, the price of the prompt as typed, state, live tokens and rate, last
+charge, session spend, wallet."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class StatusBar(Widget):
     COMPONENT_CLASSES = {
         "status-bar--demo",
         "status-bar--model",
+        "status-bar--estimate",
         "status-bar--idle",
         "status-bar--busy",
         "status-bar--stopped",
@@ -43,6 +45,8 @@ class StatusBar(Widget):
     tokens: reactive[str] = reactive("")
     last_charge: reactive[Decimal | None] = reactive(None)
     session_spend: reactive[Decimal] = reactive(Decimal(0))
+    # What the prompt as typed would be charged up front at most ("" when there is no figure).
+    estimate: reactive[Decimal | None] = reactive(None)
     wallet: reactive[str] = reactive("")
     # True while the wallet key is being read from the keyring, which may ask to be unlocked.
     opening_keyring: reactive[bool] = reactive(False)
@@ -76,6 +80,9 @@ class StatusBar(Widget):
         if self.demo:
             parts.append((" DEMO ", "status-bar--demo"))
         parts.append((self.model or "no model", "status-bar--model"))
+        if self.estimate is not None:
+            estimate = format_usd(self.estimate)
+            parts.append((f"up to {estimate}" if wordy else f"≤{estimate}", "status-bar--estimate"))
         parts.append((self.state.value, state_class))
         if self.tokens:
             parts.append((self.tokens, ""))
