@@ -13,6 +13,7 @@ A snapshot alone can pass on a wrong state, so each test also asserts what a use
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -30,12 +31,14 @@ from tests.ui_helpers import (
     wait_for,
 )
 from xrouter_tui.chat import MessageStatus
+from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
 from xrouter_tui.devserver.catalog import MODELS
 from xrouter_tui.devserver.x402 import transaction_hash
 from xrouter_tui.payments import BASE_SEPOLIA, short_address, signing
 from xrouter_tui.ui.screens.help import HelpScreen
 from xrouter_tui.ui.screens.model_picker import ModelPicker
+from xrouter_tui.ui.screens.payment import PaymentDialog
 from xrouter_tui.ui.screens.wallet_setup import WalletSetup
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock
 from xrouter_tui.ui.widgets.prompt import PromptInput
@@ -208,6 +211,9 @@ def test_a_failed_turn_with_its_error(snap_compare):
             seen["error"] = str(chat.app.chat.query_one(ErrorBlock).render())
             seen["notices"] = [note.message for note in chat.app._notifications]
             seen["prompt"] = chat.app.chat.query_one(PromptInput).text
+            # The question back in the box has its price in the status bar, after a pause.
+            status = chat.app.chat.query_one(StatusBar)
+            await wait_for(pilot, lambda: status.estimate is not None, "the question's price")
             seen["state"] = chat.app.chat.query_one(StatusBar).state
             seen["spent"] = chat.app.chat.query_one(StatusBar).session_spend
 
@@ -221,6 +227,27 @@ def test_a_failed_turn_with_its_error(snap_compare):
     assert seen["prompt"] == "Will this be paid?", "the question goes back into the box"
     assert seen["state"] is ChatState.ERROR and seen["spent"] == 0
     assert chat.router.state.payments == [] and chat.router.state.rejections
+    assert matches
+
+
+def test_the_question_before_a_payment_above_the_threshold(snap_compare):
+    # 20,000 max_tokens of Claude 3.5 Sonnet ask about $0.30: above confirm_above_usd ($0.10).
+    settings = replace(load_settings(), max_tokens=20_000)
+    with demo_chat(settings=settings) as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await send(pilot, "Write me a long story")
+            await wait_for(pilot, lambda: isinstance(chat.app.screen, PaymentDialog), "the ask")
+            seen["on screen"] = visible_text(chat.app)
+            seen["focused"] = chat.app.focused
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert "$0.300" in seen["on screen"] and "Base Sepolia" in seen["on screen"]
+    assert "anthropic/claude-3.5-sonnet" in seen["on screen"]
+    assert seen["focused"].id == "payment-cancel", "a stray Enter pays nothing"
+    assert chat.router.state.paid_requests == 0
     assert matches
 
 

@@ -324,8 +324,8 @@ class ChatScreen(Screen[None]):
 
     def _show_progress(self) -> None:
         stats = self._stats
-        if stats is None:
-            return
+        if stats is None or stats.first_text_at is None:
+            return  # until text comes, the bar says what is paid: "asks $X", "paying $X"
         rate = stats.tokens_per_second()
         # "~" until the router's own count replaces the estimate.
         tokens = f"{'' if stats.exact else '~'}{stats.output_tokens} tok"

@@ -32,21 +32,21 @@ class PaymentDialog(ModalScreen[PaymentChoice]):
     DEFAULT_CSS = """
     PaymentDialog {
         align: center middle;
-        background: $background 60%;
     }
     #payment {
-        width: 64;
+        width: 72;
+        max-width: 90%;
         height: auto;
         padding: 1 2;
-        border: thick $warning;
+        border: round $warning;
         background: $surface;
     }
-    #payment-title { text-style: bold; width: 1fr; }
+    #payment-title { text-style: bold; }
     #payment-amount { color: $warning; text-style: bold; margin: 1 0 0 0; }
     #payment-details { color: $text-muted; margin: 0 0 1 0; }
-    #payment-buttons { height: auto; align: right middle; }
-    #payment-buttons Button { margin: 0 0 0 1; }
-    #payment-help { color: $text-muted; margin: 1 0 0 0; }
+    #payment-buttons { height: auto; margin-bottom: 1; }
+    #payment-buttons Button { margin-right: 2; }
+    #payment-help { color: $text-muted; }
     """
 
     BINDINGS = [
@@ -81,8 +81,8 @@ class PaymentDialog(ModalScreen[PaymentChoice]):
             )
             with Horizontal(id="payment-buttons"):
                 yield Button("Cancel", id="payment-cancel")
-                yield Button("Pay, don't ask again (a)", id="payment-pay-always")
                 yield Button("Pay (y)", id="payment-pay", variant="warning")
+                yield Button("Pay, don't ask again (a)", id="payment-pay-always")
             yield Label(
                 "y pay · a pay and don't ask again this session · n or Esc cancel",
                 id="payment-help",
