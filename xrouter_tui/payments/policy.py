@@ -117,15 +117,15 @@ class SpendingPolicy:
     def _admit(self, challenge: PaymentChallenge, requirement: PaymentRequirement) -> Quote:
         if requirement.scheme != "exact":
             raise PaymentRefused(
-                f"The router asks for an {requirement.scheme!r} payment; only 'exact' is "
-                "supported.",
+                f"The router asks {_asked(requirement)} as an {requirement.scheme!r} payment; "
+                "only 'exact' payments can be made. Nothing was signed.",
                 code="unsupported_scheme",
             )
         method = requirement.extra.get("assetTransferMethod", "eip3009")
         if method != "eip3009":
             raise PaymentRefused(
-                f"The router asks for a {method} transfer; only EIP-3009 authorizations are "
-                "supported.",
+                f"The router asks {_asked(requirement)} by a {method} transfer; only EIP-3009 "
+                "transfer authorizations can be signed. Nothing was signed.",
                 code="unsupported_transfer_method",
             )
         network = find_network(requirement.network)
@@ -133,20 +133,33 @@ class SpendingPolicy:
             allowed = ", ".join(net.v1_name for net in self.networks) or "none"
             label = network.label if network else requirement.network
             raise PaymentRefused(
-                f"The router asks for payment on {label}, which is not in your allowed "
-                f"networks ({allowed}; setting allowed_networks). Nothing was signed.",
+                f"The router asks {_asked(requirement)} on {label}, which is not in your "
+                f"allowed networks ({allowed}; setting allowed_networks). Nothing was signed.",
                 code="network_not_allowed",
                 setting="allowed_networks",
             )
         if requirement.asset.lower() != network.usdc.address.lower():
             raise PaymentRefused(
-                f"The router asks for payment in the token {requirement.asset} on {network.label}, "
-                "which is not USDC. Nothing was signed.",
+                f"The router asks {requirement.amount} units of {requirement.asset} on "
+                f"{network.label}, a token that is not USDC; only USDC can be paid. "
+                "Nothing was signed.",
                 code="unknown_asset",
             )
         if requirement.amount <= 0:
-            raise PaymentRefused("The router asks for a payment of zero.", code="zero_amount")
+            raise PaymentRefused(
+                f"The router asks for a payment of {format_usd(Decimal(0))}, which cannot be a "
+                "real price. Nothing was signed.",
+                code="zero_amount",
+            )
         return Quote(challenge, requirement, network, network.usdc)
+
+
+def _asked(requirement: PaymentRequirement) -> str:
+    """What a requirement asks, in dollars when it is USDC on a known network."""
+    network = find_network(requirement.network)
+    if network is not None and requirement.asset.lower() == network.usdc.address.lower():
+        return format_usd(atomic_to_usd(requirement.amount, network.usdc.decimals))
+    return f"{requirement.amount} units of the token {requirement.asset}"
 
 
 def _setting(name: str) -> str:

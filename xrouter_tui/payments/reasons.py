@@ -2,16 +2,92 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 from xrouter_tui.payments.networks import Network, format_usd
 
-__all__ = ["explain_rejection", "short_address"]
+__all__ = ["REJECTION_CODES", "explain_rejection", "short_address"]
 
 
 def short_address(address: str) -> str:
     """`0xabcd…ef12`: enough to recognise a wallet, short enough for a status line."""
     return f"{address[:6]}…{address[-4:]}" if len(address) > 12 else address
+
+
+_NO_FUNDS = "Not enough USDC in {wallet} on {where}: the request needs {amount}."
+_BAD_DOMAIN = (
+    "The router's token details do not match the token on chain, so the signature was "
+    "refused; the router's payment settings look wrong."
+)
+_CLOCK = "check that this computer's clock is right."
+_WRONG_AMOUNT = "The router expected a different amount than the {amount} that was signed."
+_NOT_HERE = "The router does not accept payments on {where} for this request."
+_NOT_THIS_KIND = "The router does not accept this kind of payment."
+
+# Every code a facilitator (or the router in front of it) is known to send, as a sentence with
+# {wallet} (the payer, shortened), {where} (the network's label) and {amount} (what was signed).
+_SENTENCES: dict[str, str] = {
+    "insufficient_funds": _NO_FUNDS,
+    "invalid_exact_evm_insufficient_balance": _NO_FUNDS,
+    "invalid_exact_evm_payload_signature": (
+        "The router could not verify the payment signature; the token's signing details may "
+        "have changed."
+    ),
+    "invalid_exact_evm_failed_to_verify_signature": (
+        "The router could not verify the payment signature."
+    ),
+    "invalid_exact_evm_token_name_mismatch": _BAD_DOMAIN,
+    "invalid_exact_evm_token_version_mismatch": _BAD_DOMAIN,
+    "missing_eip712_domain": _BAD_DOMAIN,
+    "invalid_exact_evm_payload_authorization_value": _WRONG_AMOUNT,
+    "invalid_exact_evm_payload_authorization_value_mismatch": _WRONG_AMOUNT,
+    "invalid_exact_evm_payload_recipient_mismatch": (
+        "The router expected the payment to go to a different address."
+    ),
+    "invalid_exact_evm_payload_authorization_valid_before": (
+        f"The payment authorization had expired when the router checked it; {_CLOCK}"
+    ),
+    "invalid_exact_evm_payload_authorization_valid_after": (
+        f"The payment authorization was not valid yet when the router checked it; {_CLOCK}"
+    ),
+    "payment_expired": (
+        f"The payment authorization had expired when the router checked it; {_CLOCK}"
+    ),
+    "invalid_exact_evm_nonce_already_used": (
+        "The router has already seen this payment authorization: its one-time number was "
+        "used before."
+    ),
+    "invalid_exact_evm_transaction_simulation_failed": (
+        "The transfer of {amount} from {wallet} on {where} would fail on chain; check that "
+        "the wallet holds enough USDC."
+    ),
+    "invalid_exact_evm_eip3009_not_supported": (
+        "The token the router asks for on {where} cannot be paid by signature."
+    ),
+    "asset_not_deployed_contract": "On {where}, the token the router asks for does not exist.",
+    "invalid_network": _NOT_HERE,
+    "network_mismatch": _NOT_HERE,
+    "invalid_scheme": _NOT_THIS_KIND,
+    "unsupported_scheme": _NOT_THIS_KIND,
+    "invalid_x402_version": "The router speaks another version of the payment protocol.",
+    "invalid_payload": "The router could not read the payment.",
+    "invalid_payment_requirements": (
+        "The router's own payment terms were invalid, so it could not check the payment."
+    ),
+    "invalid_transaction_state": "On {where}, the transfer is in an unexpected state.",
+    "unexpected_verify_error": "The router failed while checking the payment.",
+    "unexpected_settle_error": "The router failed while collecting the payment.",
+    "settlement_pending": "The router is still settling an earlier payment; try again shortly.",
+    "transaction_failed": "On {where}, the transfer failed.",
+}
+
+REJECTION_CODES: frozenset[str] = frozenset(_SENTENCES)
+"""Every code `explain_rejection` has a sentence of its own for."""
+
+_FALLBACK = "The router refused the payment."
+# A code worth repeating to the user: a short line of words, not a JSON document or a page.
+_QUOTABLE = re.compile(r"[\w .:/'-]{1,80}")
 
 
 def explain_rejection(
@@ -22,64 +98,12 @@ def explain_rejection(
     amount_usd: Decimal,
 ) -> str:
     """Why the router refused a signed payment, in plain words, naming the code at the end."""
-    wallet = short_address(payer)
-    where = network.label
-    amount = format_usd(amount_usd)
-    code = (code or "").strip()
-    no_funds = f"Not enough USDC in {wallet} on {where}: the request needs {amount}."
-    bad_domain = (
-        "The router's token details do not match the token on chain, so the signature "
-        "was refused; the router's payment settings look wrong."
+    code = " ".join((code or "").split())
+    template = _SENTENCES.get(code, _FALLBACK)
+    sentence = template.format(
+        wallet=short_address(payer), where=network.label, amount=format_usd(amount_usd)
     )
-    clock = "is this computer's clock right?"
-    known = {
-        "insufficient_funds": no_funds,
-        "invalid_exact_evm_insufficient_balance": no_funds,
-        "invalid_exact_evm_payload_signature": (
-            "The router could not verify the payment signature (the token's signing domain "
-            "may have changed)."
-        ),
-        "invalid_exact_evm_failed_to_verify_signature": (
-            "The router could not verify the payment signature."
-        ),
-        "invalid_exact_evm_token_name_mismatch": bad_domain,
-        "invalid_exact_evm_token_version_mismatch": bad_domain,
-        "missing_eip712_domain": bad_domain,
-        "invalid_exact_evm_payload_authorization_value_mismatch": (
-            f"The router expected a different amount than the {amount} that was signed."
-        ),
-        "invalid_exact_evm_payload_recipient_mismatch": (
-            "The router expected the payment to go to a different address."
-        ),
-        "invalid_exact_evm_payload_authorization_valid_before": (
-            f"The payment authorization had expired when the router checked it; {clock}"
-        ),
-        "invalid_exact_evm_payload_authorization_valid_after": (
-            f"The payment authorization was not valid yet when the router checked it; {clock}"
-        ),
-        "invalid_exact_evm_nonce_already_used": (
-            "The router saw this payment authorization before (nonce already used)."
-        ),
-        "invalid_exact_evm_transaction_simulation_failed": (
-            f"The transfer from {wallet} on {where} would fail on chain (is there enough USDC?)."
-        ),
-        "invalid_exact_evm_eip3009_not_supported": (
-            f"The token the router asks for on {where} cannot be paid by signature."
-        ),
-        "asset_not_deployed_contract": f"The token the router asks for does not exist on {where}.",
-        "invalid_network": f"The router does not accept payments on {where}.",
-        "network_mismatch": f"The router does not accept payments on {where}.",
-        "invalid_scheme": "The router does not accept this kind of payment.",
-        "unsupported_scheme": "The router does not accept this kind of payment.",
-        "invalid_x402_version": "The router speaks another version of the payment protocol.",
-        "invalid_payload": "The router could not read the payment.",
-        "settlement_pending": "The router is still settling an earlier payment; try again shortly.",
-        "transaction_failed": f"The transfer failed on {where}.",
-    }
-    sentence = known.get(code)
-    if sentence is None:
-        sentence = "The router refused the payment."
-    if not code:
+    if not code or not _QUOTABLE.fullmatch(code):
         return sentence
     # The code goes inside the sentence, before its full stop, so sentences still read as prose.
     return f"{sentence[:-1]} ({code})." if sentence.endswith(".") else f"{sentence} ({code})"
