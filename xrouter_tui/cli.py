@@ -48,6 +48,7 @@ from xrouter_tui.commands.history import (
 from xrouter_tui.commands.journal import TurnJournal, history_path
 from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
+from xrouter_tui.commands.spend import spend_csv, spend_json, spend_table
 from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
 from xrouter_tui.config import ConfigError, Settings, apply_settings, data_dir, load_settings
 from xrouter_tui.ledger import Ledger
@@ -153,6 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("id", type=_id_argument, metavar="ID", help="the id `history` shows")
     export.add_argument("--format", choices=("md", "json"), default="md", help="default: md")
 
+    spend = commands.add_parser(
+        "spend",
+        help="show what was paid: totals, per model, and every payment",
+        description="Show what was paid on the allowed networks (allowed_networks): today, in "
+        "all, per model, and every payment newest first with its status and transaction. "
+        "Payments stay here when their conversation is deleted.",
+    )
+    spend_format = spend.add_mutually_exclusive_group()
+    spend_format.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    spend_format.add_argument(
+        "--csv", action="store_true", help="print the payments as CSV (one row each)"
+    )
+
     models = commands.add_parser("models", help="list the router's models and prices")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_router_options(models)
@@ -206,6 +220,8 @@ def main(
             return _history(args, env, stdout)
         if args.command == "export":
             return _export(args, env, stdout, stderr)
+        if args.command == "spend":
+            return _spend(args, env, stdout)
         if args.command == "key":
             if args.given:
                 _error(
@@ -508,6 +524,19 @@ def _export(
         export_json(info, messages) if args.format == "json" else export_markdown(info, messages)
     )
     stdout.write(document if document.endswith("\n") else document + "\n")
+    stdout.flush()
+    return EXIT_OK
+
+
+def _spend(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
+    """The ledger of payments on the allowed networks: no session, so no session total."""
+    settings = load_settings(env)
+    with Store.open(history_path(env)) as store:
+        spending = Ledger(store, settings.networks).spending(session=False)
+    if args.csv:
+        stdout.write(spend_csv(spending))
+    else:
+        print(spend_json(spending) if args.json else spend_table(spending), file=stdout)
     stdout.flush()
     return EXIT_OK
 

@@ -1,0 +1,208 @@
+"""`xrouter-tui spend`: the ledger of what was paid, checked against what the router took.
+
+The real program pays the local router (on Base, by name), then `spend` must show the very
+amounts and transactions the router accepted, exactly, in every format.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from tests import test_cli
+from tests.test_cli import assert_clean, run
+from xrouter_tui.commands.journal import history_path
+from xrouter_tui.payments import format_usd
+from xrouter_tui.store import Store
+
+MICRO = Decimal("0.000001")
+
+# test_cli's fixtures: a fresh wallet key, and the local router on Base (by name).
+key = test_cli.key
+router = test_cli.router
+
+
+def usd(atomic: int) -> Decimal:
+    """The router's atomic USDC units (6 decimals) in dollars, exactly."""
+    return atomic * MICRO
+
+
+def spend(*args: str) -> str:
+    result = run("spend", *args)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert_clean(result)
+    return result.stdout
+
+
+def spend_json() -> dict:
+    return json.loads(spend("--json"))
+
+
+@pytest.fixture
+def paid(router, key):
+    """Two paid asks (two models), then one the router rejects; returns the router."""
+    secret, _ = key
+    env = {"XROUTER_PRIVATE_KEY": secret}
+    for model in ("anthropic/claude-3.5-sonnet", "openai/gpt-4o-mini"):
+        result = run("ask", "--base-url", router.url, "-m", model, "hi", env_extra=env)
+        assert result.returncode == 0, result.stderr
+    router.config.faults = {"reject-payment"}
+    rejected = run("ask", "--base-url", router.url, "and again", env_extra=env)
+    assert rejected.returncode == 1, rejected.stderr
+    assert router.state.paid_requests == 3 and len(router.state.payments) == 2
+    return router
+
+
+def test_spend_json_matches_what_the_router_took_exactly(paid, key):
+    _, address = key
+    accepted = paid.state.payments
+    total = usd(sum(p.amount for p in accepted))
+    ledger = spend_json()
+    assert ledger["session_usd"] is None
+    # Decimal strings, compared as exact decimals: no float ever touches money.
+    assert Decimal(ledger["all_time_usd"]) == total
+    assert Decimal(ledger["today_usd"]) == total
+    assert Decimal(ledger["uncertain_usd"]) == 0
+    assert all(isinstance(ledger[k], str) for k in ("today_usd", "all_time_usd"))
+
+    newest, *older = ledger["payments"]
+    assert newest["status"] == "rejected" and newest["tx"] is None
+    assert newest["reason"] == paid.config.reject_reason
+    # Newest first: the router's accepted payments in reverse order.
+    assert [p["status"] for p in older] == ["settled", "settled"]
+    for row, payment in zip(older, reversed(accepted), strict=True):
+        assert row["tx"] == payment.transaction
+        assert Decimal(row["amount_usd"]) == usd(payment.amount)
+        assert row["amount_usd"] == format(usd(payment.amount).normalize(), "f")
+        assert row["model"] == payment.model
+        assert row["network"] == "base"
+        assert row["payer"] == address and row["pay_to"] == paid.config.pay_to
+        assert row["time"].endswith("Z") and row["conversation_id"] in (1, 2)
+    assert [p["time"] for p in ledger["payments"]] == sorted(
+        (p["time"] for p in ledger["payments"]), reverse=True
+    )
+
+    per_model: dict[str, list[int]] = defaultdict(list)
+    for payment in accepted:
+        per_model[payment.model].append(payment.amount)
+    assert {m["model"]: (Decimal(m["usd"]), m["payments"]) for m in ledger["by_model"]} == {
+        model: (usd(sum(amounts)), len(amounts)) for model, amounts in per_model.items()
+    }
+    # The dearest model first.
+    assert ledger["by_model"][0]["model"] == "anthropic/claude-3.5-sonnet"
+
+
+def test_spend_text_shows_the_totals_models_and_payments(paid):
+    accepted = paid.state.payments
+    total = usd(sum(p.amount for p in accepted))
+    text = spend()
+    lines = text.splitlines()
+    assert lines[0] == f"today {format_usd(total)} · all time {format_usd(total)}"
+    assert "unknown outcome" not in text
+    models = next(i for i, line in enumerate(lines) if line.split()[:1] == ["MODEL"])
+    assert lines[models].split() == ["MODEL", "PAYMENTS", "SPENT"]
+    for payment in accepted:
+        row = next(line for line in lines if line.startswith(payment.model + " "))
+        assert row.split()[1:] == ["1", format_usd(usd(payment.amount))]
+    header = next(i for i, line in enumerate(lines) if line.startswith("TIME "))
+    assert lines[header].split() == ["TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX"]
+    rows = lines[header + 1 :]
+    assert len(rows) == 3
+    assert [row.split()[4] for row in rows] == ["rejected", "settled", "settled"]
+    for row, payment in zip(rows[1:], reversed(accepted), strict=True):
+        assert format_usd(usd(payment.amount)) in row
+        tx = payment.transaction
+        assert row.endswith(f"{tx[:6]}…{tx[-4:]}")
+
+
+def test_spend_csv_has_the_same_payments_as_the_json(paid):
+    ledger = spend_json()
+    rows = list(csv.DictReader(io.StringIO(spend("--csv"))))
+    assert len(rows) == len(ledger["payments"]) == 3
+    for row, payment in zip(rows, ledger["payments"], strict=True):
+        assert Decimal(row["amount_usd"]) == Decimal(payment["amount_usd"])
+        assert row["tx"] == (payment["tx"] or "")
+        assert row["status"] == payment["status"]
+        assert row["model"] == payment["model"]
+        assert row["time"] == payment["time"]
+        assert row["payer"] == payment["payer"]
+
+
+def test_a_payment_of_unknown_outcome_is_shown_apart(router, key, isolated_environment):
+    secret, _ = key
+    config = isolated_environment / "config"
+    config.mkdir()
+    (config / "config.toml").write_text("first_byte_timeout = 0.5\n")
+    router.config.stall_seconds = 3
+    router.config.faults = {"stall-first-byte"}
+    result = run("ask", "--base-url", router.url, "hi", env_extra={"XROUTER_PRIVATE_KEY": secret})
+    assert result.returncode == 1, result.stderr
+    assert router.state.paid_requests == 1 and router.state.payments == []
+    ledger = spend_json()
+    [payment] = ledger["payments"]
+    assert payment["status"] == "unknown"
+    assert ledger["all_time_usd"] == "0"
+    assert Decimal(ledger["uncertain_usd"]) == Decimal(payment["amount_usd"]) > 0
+    amount = format_usd(Decimal(payment["amount_usd"]))
+    assert spend().splitlines()[0] == f"today $0.00 · all time $0.00 · {amount} of unknown outcome"
+
+
+def test_json_and_csv_cannot_both_be_asked_for():
+    result = run("spend", "--json", "--csv")
+    assert result.returncode == 2 and "not allowed" in result.stderr
+
+
+def test_demo_payments_are_not_counted_unless_their_network_is_allowed(isolated_environment):
+    demo = run("ask", "--demo", "hello")
+    assert demo.returncode == 0, demo.stderr
+    assert spend() == "No payments yet.\n"
+    ledger = spend_json()
+    assert ledger["payments"] == [] and ledger["all_time_usd"] == "0"
+    # The demo's payment is in the history: allowing its test network shows it.
+    config = isolated_environment / "config"
+    config.mkdir()
+    (config / "config.toml").write_text('allowed_networks = ["base", "base-sepolia"]\n')
+    [payment] = spend_json()["payments"]
+    assert payment["network"] == "base-sepolia" and payment["status"] == "settled"
+
+
+def test_a_deleted_conversations_payment_still_counts(router, key):
+    secret, _ = key
+    result = run("ask", "--base-url", router.url, "hi", env_extra={"XROUTER_PRIVATE_KEY": secret})
+    assert result.returncode == 0, result.stderr
+    [accepted] = router.state.payments
+    with Store.open(history_path(os.environ)) as store:
+        assert store.delete(1)
+    history = run("history", "--json")
+    assert json.loads(history.stdout) == []
+    ledger = spend_json()
+    assert Decimal(ledger["all_time_usd"]) == usd(accepted.amount)
+    [payment] = ledger["payments"]
+    assert payment["tx"] == accepted.transaction and payment["conversation_id"] is None
+
+
+def test_no_history_yet_is_an_empty_ledger():
+    assert spend() == "No payments yet.\n"
+    assert spend("--csv").splitlines() == [
+        "time,model,amount_usd,network,status,tx,payer,pay_to,nonce,valid_before,reason,"
+        "conversation_id"
+    ]
+
+
+def test_a_history_that_cannot_be_opened_is_one_line_and_exit_1(isolated_environment):
+    data = isolated_environment / "data"
+    data.mkdir()
+    (data / "history.sqlite3").write_bytes(b"not a database at all " * 200)
+    result = run("spend")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert "history.sqlite3" in line
+    assert_clean(result)
