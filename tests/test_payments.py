@@ -159,6 +159,24 @@ def test_a_price_over_the_remaining_budget_is_refused():
     assert SpendingPolicy().choose(challenge, [roomy]).amount == 50000
 
 
+def test_a_refusal_says_the_room_left_under_every_limit_at_once():
+    # Over the cap, with even less left of the day: a cheaper request must fit both.
+    dear = parse_challenge({}, v1_body(v1_requirement(amount="600000")))
+    day = Budget(limit_usd=Decimal("1.00"), spent_usd=Decimal("0.99"), setting="daily_budget_usd")
+    with pytest.raises(PaymentRefused) as caught:
+        SpendingPolicy(max_per_request_usd=Decimal("0.50")).choose(dear, [day])
+    assert caught.value.code == "over_cap" and caught.value.room_usd == Decimal("0.01")
+    # Over the day's room, under a cap tighter than that room.
+    cheap = parse_challenge({}, v1_body(v1_requirement(amount="50000")))
+    roomy_day = Budget(Decimal("1.00"), Decimal("0.96"), "daily_budget_usd")
+    with pytest.raises(PaymentRefused) as caught:
+        SpendingPolicy(max_per_request_usd=Decimal("0.03")).choose(cheap, [roomy_day])
+    assert caught.value.code == "over_cap" and caught.value.room_usd == Decimal("0.03")
+    with pytest.raises(PaymentRefused) as caught:
+        SpendingPolicy(max_per_request_usd=Decimal("0.50")).choose(cheap, [roomy_day])
+    assert caught.value.code == "over_budget" and caught.value.room_usd == Decimal("0.04")
+
+
 @pytest.mark.parametrize(
     ("changes", "code"),
     [

@@ -101,6 +101,9 @@ class SpendingPolicy:
 
         allowed.sort(key=lambda quote: quote.amount_usd)
         cheapest = allowed[0]
+        # The most that could be paid now under every limit at once: a cheaper request that
+        # fits the cap must fit the budgets too.
+        room = min([self.max_per_request_usd, *(b.remaining_usd for b in budgets)])
         if cheapest.amount_usd > self.max_per_request_usd:
             raise PaymentRefused(
                 f"The router asks {format_usd(cheapest.amount_usd)} for this request, above your "
@@ -110,8 +113,13 @@ class SpendingPolicy:
                 amount_usd=cheapest.amount_usd,
                 limit_usd=self.max_per_request_usd,
                 setting=self.cap_setting,
+                room_usd=room,
             )
-        check_budgets(cheapest.amount_usd, budgets)
+        try:
+            check_budgets(cheapest.amount_usd, budgets)
+        except PaymentRefused as refusal:
+            refusal.room_usd = room
+            raise
         return cheapest
 
     def _admit(self, challenge: PaymentChallenge, requirement: PaymentRequirement) -> Quote:
