@@ -12,11 +12,13 @@ the same every time; if any screenshot shows a private key, none is written.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import re
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +29,13 @@ from textual.pilot import Pilot  # noqa: E402
 
 from tests.ui_helpers import TEST_KEY, DemoChat, demo_chat, stop_blinking, wait_for  # noqa: E402
 from xrouter_tui.chat import MessageStatus  # noqa: E402
+from xrouter_tui.config import load_settings  # noqa: E402
 from xrouter_tui.devserver import DevServerConfig  # noqa: E402
 from xrouter_tui.payments import BASE_SEPOLIA  # noqa: E402
 from xrouter_tui.ui.screens.help import HelpScreen  # noqa: E402
+from xrouter_tui.ui.screens.ledger import LedgerScreen  # noqa: E402
 from xrouter_tui.ui.screens.model_picker import ModelPicker  # noqa: E402
+from xrouter_tui.ui.screens.payment import PaymentDialog  # noqa: E402
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock  # noqa: E402
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar  # noqa: E402
 
@@ -107,18 +112,46 @@ async def help_screen(pilot: Pilot, chat: DemoChat) -> None:
     await settle(pilot)
 
 
-# file name, router settings, what to do before the picture
-SCENES: tuple[tuple[str, DevServerConfig, Scene], ...] = (
-    ("chat-streaming.svg", STREAMING, streaming),
-    ("model-picker.svg", INSTANT, model_picker),
-    ("error.svg", INSTANT, error),
-    ("help.svg", INSTANT, help_screen),
+async def payment_question(pilot: Pilot, chat: DemoChat) -> None:
+    """A long answer asked for: the question before paying above confirm_above_usd."""
+    await send(pilot, "Write me a long story about a lighthouse")
+    await wait_for(pilot, lambda: isinstance(chat.app.screen, PaymentDialog), "the question")
+    stop_blinking(chat.app)
+    await settle(pilot)
+
+
+async def ledger(pilot: Pilot, chat: DemoChat) -> None:
+    """Three paid turns on two models, then F3."""
+    await answered(pilot, chat, "What is x402?")
+    await answered(pilot, chat, PROMPT)
+    chat.app.model = "openai/gpt-4o-mini"
+    await answered(pilot, chat, "And in one line?")
+    await pilot.press("f3")
+    screen = chat.app.screen
+    assert isinstance(screen, LedgerScreen), screen
+    await wait_for(pilot, lambda: screen.spending is not None, "the ledger")
+    await settle(pilot)
+
+
+# Settings for a scene whose app needs them: 20,000 max_tokens ask about $0.30.
+DEAR = {"max_tokens": 20_000}
+
+# file name, router settings, app settings, what to do before the picture
+SCENES: tuple[tuple[str, DevServerConfig, dict, Scene], ...] = (
+    ("chat-streaming.svg", STREAMING, {}, streaming),
+    ("model-picker.svg", INSTANT, {}, model_picker),
+    ("error.svg", INSTANT, {}, error),
+    ("help.svg", INSTANT, {}, help_screen),
+    ("payment-confirm.svg", INSTANT, DEAR, payment_question),
+    ("ledger.svg", INSTANT, {}, ledger),
 )
 
 
-async def take(config: DevServerConfig, scene: Scene) -> str:
+async def take(config: DevServerConfig, changes: dict, scene: Scene) -> str:
     """Run the chat against a fresh local router, play `scene`, and return the SVG."""
-    with demo_chat(config) as chat:
+    # A copy: a scene may switch faults on, and the next scene must not inherit them.
+    config = copy.deepcopy(config)
+    with demo_chat(config, settings=replace(load_settings(), **changes)) as chat:
         # notifications=True: the test default hides them, and the error's belongs in the picture.
         async with chat.app.run_test(size=SIZE, notifications=True) as pilot:
             stop_blinking(chat.app)
@@ -147,7 +180,10 @@ def main() -> int:
         os.environ["XROUTER_CONFIG_DIR"] = str(Path(home) / "config")
         os.environ["XROUTER_DATA_DIR"] = str(Path(home) / "data")
         os.environ.pop("XROUTER_BASE_URL", None)
-        shots = {name: asyncio.run(take(config, scene)) for name, config, scene in SCENES}
+        shots = {
+            name: asyncio.run(take(config, changes, scene))
+            for name, config, changes, scene in SCENES
+        }
     for name, svg in shots.items():
         if shows_key(svg, [TEST_KEY, developer_key]):
             print(f"nothing written: {name} shows a private key", file=sys.stderr)

@@ -29,6 +29,7 @@ from xrouter_tui.ui.messages import ModelChanged, WalletChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.conversations import NEW_CHAT, ConversationsScreen
 from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
+from xrouter_tui.ui.screens.ledger import LedgerScreen
 from xrouter_tui.ui.screens.model_picker import ModelPicker
 from xrouter_tui.ui.screens.payment import PaymentChoice, PaymentDialog
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
@@ -83,6 +84,12 @@ class ChatApp(App[None]):
             "conversations",
             "Conversations",
             tooltip="Saved conversations: open, new, rename, delete, search",
+        ),
+        Binding(
+            "f3",
+            "ledger",
+            "Spend",
+            tooltip="What was paid: this session, today, all time, per model, every payment",
         ),
     ]
 
@@ -312,6 +319,12 @@ class ChatApp(App[None]):
 
     # -- money ---------------------------------------------------------------------------
 
+    def action_ledger(self) -> None:
+        """Open the ledger of payments."""
+        if isinstance(self.screen, LedgerScreen):
+            return
+        self.push_screen(LedgerScreen(self.ledger))
+
     async def confirm_payment(self, quote: Quote, model: str) -> bool:
         """Ask before paying above `confirm_above_usd` (unless the user said not to ask again
         this session); True to pay. Call it from a worker: it waits for the answer."""
@@ -367,14 +380,16 @@ class ChatApp(App[None]):
             *binding_rows(self.BINDINGS),  # type: ignore[arg-type]
             (
                 "ctrl+p",
-                "Open the command palette: new chat, conversations, export, model, copy, "
-                "wallet, theme, quit",
+                "Open the command palette: new chat, conversations, export, ledger, model, "
+                "copy, wallet, theme, quit",
             ),
             ("Esc (in the picker)", "Close the model picker"),
             (
                 "n r d / (in conversations)",
                 "New chat, rename, delete (asks first), search every message",
             ),
+            ("c x r (in the ledger)", "Copy the payment's tx, export CSV, reload"),
+            ("y a n (paying)", "Pay, pay and don't ask again this session, cancel"),
         ]
 
     # -- the command palette -------------------------------------------------------------
@@ -391,6 +406,11 @@ class ChatApp(App[None]):
             "Export conversation",
             "Write this conversation as Markdown to conversation-ID.md",
             self.export_conversation,
+        )
+        yield SystemCommand(
+            "Spending ledger",
+            "What was paid: this session, today, all time, per model; export as CSV",
+            self.action_ledger,
         )
         yield SystemCommand(
             "Switch model", "Pick the model for the next turns", self.action_pick_model
