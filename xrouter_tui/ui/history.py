@@ -25,6 +25,7 @@ __all__ = [
     "open_history",
     "shown_messages",
     "stored_footer",
+    "write_new_file",
 ]
 
 
@@ -125,13 +126,19 @@ def export_conversation(store: Store, conversation_id: int, folder: Path) -> Pat
     if info is None:
         return None
     document = export_markdown(info, store.messages(conversation_id))
+    return write_new_file(folder, f"conversation-{conversation_id}", ".md", document)
+
+
+def write_new_file(folder: Path, stem: str, extension: str, document: str) -> Path:
+    """Write `document` to `stem` + `extension` in `folder`, or to `stem-2`... when that
+    exists: an export never overwrites a file. `OSError` when the folder cannot be written."""
     number = 1
     while True:
         suffix = "" if number == 1 else f"-{number}"
-        path = folder / f"conversation-{conversation_id}{suffix}.md"
+        path = folder / f"{stem}{suffix}{extension}"
         try:
             # "x": created here or not at all, so a file that appeared meanwhile is kept too.
-            with path.open("x", encoding="utf-8") as file:
+            with path.open("x", encoding="utf-8", newline="") as file:
                 file.write(document)
         except FileExistsError:
             number += 1

@@ -29,6 +29,7 @@ from xrouter_tui.config import data_dir
 from xrouter_tui.ledger import Ledger, Spending, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
 from xrouter_tui.store import StoredPayment
+from xrouter_tui.ui.history import write_new_file
 
 if TYPE_CHECKING:
     from xrouter_tui.ui.app import ChatApp
@@ -234,20 +235,8 @@ class LedgerScreen(Screen[None]):
 
 
 def export_payments(document: str, folder: Path, stem: str) -> Path:
-    """Write `document` to `stem.csv` in `folder`, or `stem-2.csv`... when that exists: an
-    export never overwrites a file. `OSError` when the folder cannot be written."""
-    number = 1
-    while True:
-        suffix = "" if number == 1 else f"-{number}"
-        path = folder / f"{stem}{suffix}.csv"
-        try:
-            # "x": created here or not at all, so a file that appeared meanwhile is kept too.
-            with path.open("x", encoding="utf-8", newline="") as file:
-                file.write(document)
-        except FileExistsError:
-            number += 1
-            continue
-        return path
+    """Write the CSV `document` to `stem.csv` in `folder`, never over an existing file."""
+    return write_new_file(folder, stem, ".csv", document)
 
 
 def totals_line(spending: Spending) -> Text:
