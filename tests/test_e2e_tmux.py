@@ -34,8 +34,8 @@ DEADLINE = 30.0
 POLL = 0.05
 # The last line of every demo answer (xrouter_tui/devserver/reply.py).
 REPLY_END = "In short: begin small, check, then grow."
-# The dim line under an answer: what was paid, and on which network.
-PAID = re.compile(r"paid \$[0-9.]+ on Base Sepolia")
+# The dim line under an answer: what was charged up front.
+PAID = re.compile(r"charged \$[0-9.]+ upfront")
 TRANSACTION = re.compile(r"tx 0x[0-9a-f]{64}")
 FIRST_MODEL = "anthropic/claude-3.5-sonnet"
 OTHER_MODEL = "openai/gpt-4o-mini"
