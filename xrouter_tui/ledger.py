@@ -39,6 +39,7 @@ __all__ = [
     "ModelSpend",
     "Spending",
     "local_midnight",
+    "local_time",
     "payment_record",
     "payments_csv",
 ]
@@ -98,6 +99,16 @@ def payments_csv(payments: Iterable[StoredPayment]) -> str:
             )
         )
     return out.getvalue()
+
+
+def local_time(created: str) -> str:
+    """A recorded UTC time (`2026-11-25T09:14:03.512Z`) as the user's local time, to the
+    minute (`2026-11-25 10:14`)."""
+    try:
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return created[:16].replace("T", " ")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def local_midnight(now: float) -> str:

@@ -9,7 +9,14 @@ from typing import Any
 from xrouter_tui.payments import format_usd
 from xrouter_tui.store import ConversationInfo, StoredMessage
 
-__all__ = ["export_json", "export_markdown", "history_json", "history_table"]
+__all__ = [
+    "export_json",
+    "export_markdown",
+    "history_json",
+    "history_table",
+    "text_table",
+    "usd_text",
+]
 
 _TITLE_WIDTH = 50
 
@@ -25,7 +32,7 @@ def history_json(conversations: list[ConversationInfo]) -> str:
                 "messages": info.messages,
                 "created": info.created,
                 "updated": info.updated,
-                "spent_usd": _usd(info.spent_usd),
+                "spent_usd": usd_text(info.spent_usd),
             }
             for info in conversations
         ],
@@ -46,14 +53,20 @@ def history_table(conversations: list[ConversationInfo]) -> str:
         updated = info.updated[:16].replace("T", " ")  # to the minute, UTC
         spent = format_usd(info.spent_usd)
         rows.append((str(info.id), updated, info.model, str(info.messages), spent, title))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return text_table(rows, right={0, 3, 4})
+
+
+def text_table(rows: list[tuple[str, ...]], *, right: set[int]) -> str:
+    """Columns two spaces apart, the columns in `right` (numbers) aligned right; the first row
+    is the header. A last column aligned left is not padded, so a long title widens nothing."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for row in rows:
         cells = [
-            cell.rjust(w) if i in (0, 3, 4) else cell.ljust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=False))
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
         ]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
@@ -66,7 +79,7 @@ def export_json(info: ConversationInfo, messages: list[StoredMessage]) -> str:
         "system_prompt": info.system_prompt,
         "created": info.created,
         "updated": info.updated,
-        "spent_usd": _usd(info.spent_usd),
+        "spent_usd": usd_text(info.spent_usd),
         "messages": [_message(message) for message in messages],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
@@ -91,7 +104,7 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
         f"updated: {_yaml(info.updated)}",
         f"prompt_tokens: {prompt_tokens}",
         f"completion_tokens: {completion_tokens}",
-        f"cost_usd: {_yaml(_usd(info.spent_usd))}",
+        f"cost_usd: {_yaml(usd_text(info.spent_usd))}",
         "transactions:" + ("" if transactions else " []"),
         *(f"  - {_yaml(tx)}" for tx in transactions),
         "---",
@@ -137,7 +150,7 @@ def _message(message: StoredMessage) -> dict[str, Any]:
         "payment": None
         if payment is None
         else {
-            "amount_usd": _usd(payment.amount_usd),
+            "amount_usd": usd_text(payment.amount_usd),
             "amount": str(payment.amount),
             "tx": payment.tx,
             "network": payment.network,
@@ -151,7 +164,7 @@ def _message(message: StoredMessage) -> dict[str, Any]:
     }
 
 
-def _usd(amount: Decimal) -> str:
+def usd_text(amount: Decimal) -> str:
     """An exact dollar amount as a string: `0.0135`, `0`."""
     text = format(amount, "f")
     return text.rstrip("0").rstrip(".") if "." in text else text

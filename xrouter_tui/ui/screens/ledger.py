@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from xrouter_tui.config import data_dir
-from xrouter_tui.ledger import Ledger, Spending, payments_csv
+from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
 from xrouter_tui.store import StoredPayment
 from xrouter_tui.ui.history import write_new_file
@@ -34,7 +34,7 @@ from xrouter_tui.ui.history import write_new_file
 if TYPE_CHECKING:
     from xrouter_tui.ui.app import ChatApp
 
-__all__ = ["LedgerScreen", "export_payments", "local_time", "totals_line"]
+__all__ = ["LedgerScreen", "export_payments", "totals_line"]
 
 # Marks, in the first column, a payment this session made.
 SESSION_MARK = "•"
@@ -258,15 +258,6 @@ def totals_line(spending: Spending) -> Text:
         line.append(" · ", style="dim")
         line.append(f"{format_usd(spending.uncertain_usd)} of unknown outcome", style="italic")
     return line
-
-
-def local_time(created: str) -> str:
-    """A recorded UTC time as the user's local time, to the minute (`2026-11-25 10:14`)."""
-    try:
-        moment = datetime.fromisoformat(created)
-    except ValueError:
-        return created[:16].replace("T", " ")
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _row(payment: StoredPayment, *, session: bool, styles: dict[str, Style]) -> tuple[Text, ...]:
