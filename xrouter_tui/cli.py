@@ -61,7 +61,7 @@ from xrouter_tui.payments import (
     format_usd,
     short_address,
 )
-from xrouter_tui.pricing import max_tokens_within
+from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.store import Store, StoreError
 from xrouter_tui.wallet import ENV_KEY, WalletError, load_account, redact
 
@@ -436,14 +436,8 @@ def _save_failure(
 
 
 def _shorter_hint(refusal: PaymentRefused, request: AskRequest, model: ModelInfo | None) -> str:
-    """When a shorter answer would fit the limit, the --max-tokens that would do it."""
-    if model is None or refusal.amount_usd is None or refusal.room_usd is None:
-        return ""
-    if refusal.code not in ("over_cap", "over_budget"):
-        return ""
-    fitting = max_tokens_within(
-        model, build_messages(request), request.max_tokens, refusal.amount_usd, refusal.room_usd
-    )
+    """When a shorter answer would fit the limits, the --max-tokens that would do it."""
+    fitting = shorter_max_tokens(refusal, model, build_messages(request), request.max_tokens)
     if fitting is None:
         return ""
     return f" A shorter answer would fit: --max-tokens {fitting} (now {request.max_tokens})."

@@ -31,7 +31,7 @@ from xrouter_tui.payments import (
     check_budgets,
     format_usd,
 )
-from xrouter_tui.store import AT_RISK, PaymentRecord, Store, StoredPayment, StoreError
+from xrouter_tui.store import AT_RISK, SPENT, PaymentRecord, Store, StoredPayment, StoreError
 
 __all__ = [
     "CSV_COLUMNS",
@@ -193,7 +193,7 @@ class Ledger:
 
     def session_usd(self) -> Decimal:
         """What this session paid that the router took."""
-        return _total(p.amount_usd for p in self._session.values() if p.status in _TAKEN)
+        return _total(p.amount_usd for p in self._session.values() if p.status in SPENT)
 
     def session_at_risk(self) -> Decimal:
         """What this session paid or may yet be charged."""
@@ -301,9 +301,6 @@ class Ledger:
                 p.payment_id for p in self._session.values() if p.payment_id is not None
             ),
         )
-
-
-_TAKEN = ("sent", "settled")
 
 
 def _total(amounts: Iterable[Decimal]) -> Decimal:

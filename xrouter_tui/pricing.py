@@ -16,6 +16,7 @@ from typing import Any
 
 from xrouter_tui.api.events import Usage
 from xrouter_tui.api.models import ModelInfo
+from xrouter_tui.payments import PaymentRefused
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -24,6 +25,7 @@ __all__ = [
     "PriceGuide",
     "estimate_input_tokens",
     "max_tokens_within",
+    "shorter_max_tokens",
     "tokens_cost_usd",
     "upfront_usd",
 ]
@@ -129,3 +131,18 @@ def max_tokens_within(
     fitting = math.floor((room_usd / margin - input_usd) / per_token) - 1
     fitting = min(fitting, max_tokens - 1)
     return fitting if fitting >= MIN_USEFUL_TOKENS else None
+
+
+def shorter_max_tokens(
+    refusal: PaymentRefused,
+    model: ModelInfo | None,
+    messages: Sequence[Mapping[str, Any]],
+    max_tokens: int,
+) -> int | None:
+    """After a refusal past a cap or budget, the `max_tokens` that would fit every limit at
+    once; None when the refusal is of another kind or no useful length fits."""
+    if refusal.code not in ("over_cap", "over_budget") or model is None:
+        return None
+    if refusal.amount_usd is None or refusal.room_usd is None:
+        return None
+    return max_tokens_within(model, messages, max_tokens, refusal.amount_usd, refusal.room_usd)

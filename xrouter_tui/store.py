@@ -21,6 +21,7 @@ __all__ = [
     "MESSAGE_STATUSES",
     "PAYMENT_STATUSES",
     "SCHEMA_VERSION",
+    "SPENT",
     "ConversationInfo",
     "PaymentRecord",
     "Store",
@@ -33,7 +34,7 @@ __all__ = [
 MESSAGE_STATUSES = ("complete", "streaming", "stopped", "failed", "interrupted")
 PAYMENT_STATUSES = ("signed", "sent", "settled", "rejected", "unknown")
 # Payments the router took: what a conversation "spent".
-_SPENT = ("sent", "settled")
+SPENT = ("sent", "settled")
 # Payments that are or may yet be charged: signed ones may be on their way, and an authorization
 # of unknown outcome can settle until it expires. Budgets count all of these.
 AT_RISK = ("signed", "sent", "settled", "unknown")
@@ -209,7 +210,7 @@ class StoredPayment:
     @property
     def taken(self) -> bool:
         """True when the router took it: it counts towards what was spent."""
-        return self.status in _SPENT
+        return self.status in SPENT
 
     @property
     def at_risk(self) -> bool:
@@ -658,7 +659,7 @@ _CONVERSATION_SELECT = (
     "(SELECT count(*) FROM messages WHERE conversation_id = c.id), "
     "(SELECT group_concat(p.amount || ':' || p.decimals) FROM payments AS p "
     f"JOIN messages AS m ON m.id = p.message_id WHERE m.conversation_id = c.id "
-    f"AND p.status IN {_SPENT!r}) "
+    f"AND p.status IN {SPENT!r}) "
     "FROM conversations AS c"
 )
 

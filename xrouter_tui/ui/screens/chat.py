@@ -20,7 +20,7 @@ from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.commands.journal import TurnJournal
 from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_usd
-from xrouter_tui.pricing import max_tokens_within
+from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.store import StoreError
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.messages import (
@@ -267,7 +267,7 @@ class ChatScreen(Screen[None]):
                 message = f"The payment could not be recorded, so it was not sent: {exc}"
             elif isinstance(exc, PaymentRefused):
                 message = self.app.ledger.explain(exc)
-                shorter = _shorter(exc, model_info, sent, max_tokens)
+                shorter = shorter_max_tokens(exc, model_info, sent, max_tokens)
             else:
                 message = exc.message
             answer.status = MessageStatus.FAILED
@@ -421,20 +421,6 @@ class _ViewSink:
 
     def reasoning(self, text: str) -> None:
         self.view.add_reasoning(text)
-
-
-def _shorter(
-    refusal: PaymentRefused,
-    model: ModelInfo | None,
-    sent: list[dict[str, str]],
-    max_tokens: int,
-) -> int | None:
-    """The `max_tokens` that would fit a cap or budget the quote went over, if a useful one."""
-    if refusal.code not in ("over_cap", "over_budget") or model is None:
-        return None
-    if refusal.amount_usd is None or refusal.room_usd is None:
-        return None
-    return max_tokens_within(model, sent, max_tokens, refusal.amount_usd, refusal.room_usd)
 
 
 def _first_sentence(message: str) -> str:
