@@ -60,6 +60,7 @@ from xrouter_tui.payments import (
     SpendingPolicy,
     format_usd,
     short_address,
+    unconfirmed,
 )
 from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.store import Store, StoreError
@@ -355,15 +356,11 @@ def _ask_and_answer(
             )
             answer = ask_yes_no(question, stdin or sys.stdin, stderr)
             if answer is None:
-                raise PaymentRefused(
-                    f"The router asks {format_usd(quote.amount_usd)}, above "
-                    f"confirm_above_usd ({format_usd(settings.confirm_above_usd)}), and there "
-                    "is no terminal to ask on: add --yes to pay it, or raise confirm_above_usd. "
-                    "Nothing was signed.",
-                    code="needs_confirmation",
-                    amount_usd=quote.amount_usd,
-                    limit_usd=settings.confirm_above_usd,
-                    setting="confirm_above_usd",
+                raise unconfirmed(
+                    quote.amount_usd,
+                    settings.confirm_above_usd,
+                    "there is no terminal to ask on",
+                    "add --yes to pay it",
                 )
             return answer
 

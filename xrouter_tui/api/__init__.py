@@ -1,7 +1,7 @@
 """The async client for X-Router: models, estimates, and paid chat turns as typed events."""
 
+from xrouter_tui.api.answers import Chunk, Completion, error_text, read_chunk, read_completion
 from xrouter_tui.api.client import (
-    Completion,
     ConfirmPayment,
     OnSigned,
     RouterClient,
@@ -26,6 +26,7 @@ from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_mo
 __all__ = [
     "BadChallenge",
     "ChatEvent",
+    "Chunk",
     "Completion",
     "ConfirmPayment",
     "Delta",
@@ -47,7 +48,10 @@ __all__ = [
     "StreamInterrupted",
     "Timeouts",
     "Usage",
+    "error_text",
     "parse_estimate",
     "parse_models",
     "payment_note",
+    "read_chunk",
+    "read_completion",
 ]

@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 from httpx_sse import EventSource
 
 from xrouter_tui import __version__
+from xrouter_tui.api.answers import Completion, error_text, read_chunk, read_completion
 from xrouter_tui.api.errors import (
     BadChallenge,
     NoWallet,
@@ -31,14 +32,13 @@ from xrouter_tui.api.errors import (
     StreamError,
     StreamInterrupted,
 )
-from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning, Usage
+from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning
 from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_models
 from xrouter_tui.payments import (
     Budget,
     ChallengeError,
     PaymentChallenge,
     Quote,
-    Receipt,
     SignedPayment,
     SpendingPolicy,
     explain_rejection,
@@ -71,19 +71,6 @@ class Timeouts:
     connect: float = 10.0
     first_byte: float = 120.0
     idle: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A whole (non-streamed) answer."""
-
-    text: str
-    model: str
-    finish_reason: str | None
-    usage: Usage | None
-    reasoning: str = ""
-    payment: SignedPayment | None = None
-    receipt: Receipt | None = None
 
 
 class RouterClient:
@@ -157,14 +144,16 @@ class RouterClient:
     ) -> AsyncIterator[ChatEvent]:
         """Pay for one chat turn and yield its events; closing the iterator closes the stream."""
         body = _chat_body(messages, model, max_tokens, temperature, stream=True)
-        response, payment = await self._open_paid(body, budgets, confirm, on_signed)
+        response, payment = await self.open_chat(
+            body, budgets=budgets, confirm=confirm, on_signed=on_signed
+        )
         try:
             if payment is not None:
                 yield Paid(payment, read_receipt(response.headers))
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:
                 # A router that ignores `stream: true` still gives a usable answer.
-                completion = _parse_completion(await _read_json(response, payment), model)
+                completion = read_completion(await _read_json(response, payment), model)
                 for event in _completion_events(completion):
                     yield event
                 return
@@ -191,9 +180,11 @@ class RouterClient:
     ) -> Completion:
         """Pay for one chat turn and return the whole answer."""
         body = _chat_body(messages, model, max_tokens, temperature, stream=False)
-        response, payment = await self._open_paid(body, budgets, confirm, on_signed)
+        response, payment = await self.open_chat(
+            body, budgets=budgets, confirm=confirm, on_signed=on_signed
+        )
         try:
-            completion = _parse_completion(await _read_json(response, payment), model)
+            completion = read_completion(await _read_json(response, payment), model)
         finally:
             await response.aclose()
         receipt = read_receipt(response.headers) if payment else None
@@ -201,14 +192,16 @@ class RouterClient:
 
     # -- the payment handshake ---------------------------------------------------------------
 
-    async def _open_paid(
+    async def open_chat(
         self,
         body: dict[str, Any],
-        budgets: Iterable[Budget],
-        confirm: ConfirmPayment | None,
-        on_signed: OnSigned | None,
+        *,
+        budgets: Iterable[Budget] = (),
+        confirm: ConfirmPayment | None = None,
+        on_signed: OnSigned | None = None,
     ) -> tuple[httpx.Response, SignedPayment | None]:
-        """Draw the 402, pay it once, and return the paid response with its body still unread."""
+        """Draw the 402 for a chat request `body` (X-Router's fields only), pay it once, and
+        return the paid response with its body unread (close it), and the payment made."""
         first = await self._send(body, payment=None)
         if first.status_code != 402:
             if first.is_success:
@@ -359,40 +352,25 @@ async def _read_events(
                 break
             if not data:
                 continue
-            try:
-                chunk = json.loads(data)
-                error = chunk.get("error")
-                choices = chunk.get("choices")
-                usage = chunk.get("usage")
-            except (ValueError, AttributeError):
+            chunk = read_chunk(data)
+            if chunk is None:
                 skipped += 1  # one unreadable line must not cost the whole (paid) answer
                 continue
-            if error:
+            if chunk.error:
                 raise StreamError(
-                    f"The router reported an error mid-answer: {_error_text(error)}."
+                    f"The router reported an error mid-answer: {error_text(chunk.error)}."
                     + payment_note(payment),
                     payment=payment,
                     partial_text="".join(parts),
                 )
-            if choices:
-                try:
-                    choice = choices[0]
-                    delta = choice.get("delta") or choice.get("message") or {}
-                    text = delta.get("content")
-                    thought = delta.get("reasoning") or delta.get("reasoning_content")
-                    finish_reason = choice.get("finish_reason") or finish_reason
-                except (AttributeError, IndexError, KeyError, TypeError):
-                    skipped += 1
-                    continue
-                if thought:
-                    yield Reasoning(thought)
-                if text:
-                    parts.append(text)
-                    yield Delta(text)
-            if usage:
-                event = _usage(usage)
-                if event is not None:
-                    yield event
+            finish_reason = chunk.finish_reason or finish_reason
+            if chunk.reasoning:
+                yield Reasoning(chunk.reasoning)
+            if chunk.text:
+                parts.append(chunk.text)
+                yield Delta(chunk.text)
+            if chunk.usage is not None:
+                yield chunk.usage
     except httpx.TransportError as exc:
         raise _answer_broke(exc, payment, "".join(parts)) from None
     if not done and finish_reason is None:
@@ -453,34 +431,6 @@ def _chat_body(
     return body
 
 
-def _parse_completion(document: Any, model: str) -> Completion:
-    """`choices[0].message.content`, or a top-level `content` as some of X-Router's docs show."""
-    if not isinstance(document, dict):
-        raise RouterError("The router's answer is not a JSON object.")
-    if document.get("error"):
-        raise RouterError(f"The router reported an error: {_error_text(document['error'])}.")
-    text = document.get("content")
-    reasoning = ""
-    finish_reason = None
-    choices = document.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        message = choices[0].get("message") or {}
-        if isinstance(message, dict):
-            text = message.get("content", text)
-            reasoning = message.get("reasoning") or message.get("reasoning_content") or ""
-        finish_reason = choices[0].get("finish_reason")
-    if not isinstance(text, str):
-        raise RouterError("The router's answer has no text (choices[0].message.content).")
-    usage = document.get("usage")
-    return Completion(
-        text=text,
-        model=str(document.get("model") or model),
-        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        usage=_usage(usage) if isinstance(usage, dict) else None,
-        reasoning=reasoning if isinstance(reasoning, str) else "",
-    )
-
-
 def _completion_events(completion: Completion) -> list[ChatEvent]:
     events: list[ChatEvent] = []
     if completion.reasoning:
@@ -491,16 +441,6 @@ def _completion_events(completion: Completion) -> list[ChatEvent]:
         events.append(completion.usage)
     events.append(Done(completion.finish_reason or "stop"))
     return events
-
-
-def _usage(usage: Any) -> Usage | None:
-    try:
-        prompt = int(usage.get("prompt_tokens") or 0)
-        completion = int(usage.get("completion_tokens") or 0)
-        total = int(usage.get("total_tokens") or prompt + completion)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return Usage(prompt, completion, total)
 
 
 async def _read_and_close(response: httpx.Response) -> bytes:
@@ -524,20 +464,11 @@ def _readable_error(body: bytes) -> str:
     if isinstance(document, dict):
         for key in ("error", "message", "detail"):
             if document.get(key):
-                return _error_text(document[key])
+                return error_text(document[key])
     if text.lstrip().startswith("<"):
         return ""  # an HTML error page says nothing the status does not
     line = text.splitlines()[0].strip()
     return line if len(line) <= _ERROR_BODY_LIMIT else line[:_ERROR_BODY_LIMIT] + "…"
-
-
-def _error_text(error: Any) -> str:
-    if isinstance(error, dict):
-        for key in ("message", "error", "detail", "code", "type"):
-            if error.get(key):
-                return _error_text(error[key])
-        return json.dumps(error)[:_ERROR_BODY_LIMIT]
-    return str(error).strip().rstrip(".")[:_ERROR_BODY_LIMIT]
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import sys
 import threading
@@ -14,6 +13,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from xrouter_tui.devserver.app import create_app
 from xrouter_tui.devserver.state import DevServerConfig, DevServerState
+from xrouter_tui.serving import bind, is_loopback, url_of
 
 __all__ = ["DEFAULT_PORT", "RunningDevServer", "is_loopback", "serve", "start_dev_server"]
 
@@ -85,7 +85,7 @@ def start_dev_server(
     config = config or DevServerConfig()
     _warn_if_exposed(host)
     state = DevServerState()
-    sock = _bind(host, port)
+    sock = bind(host, port)
     server = uvicorn.Server(_uvicorn_config(config, state, host, sock, log_config=None))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="xrouter-devserver", daemon=True
@@ -98,7 +98,7 @@ def start_dev_server(
             sock.close()
             raise RuntimeError("the X-Router dev server did not start")
         time.sleep(0.005)
-    return RunningDevServer(server, thread, _url(sock), config, state)
+    return RunningDevServer(server, thread, url_of(sock), config, state)
 
 
 def serve(
@@ -107,11 +107,11 @@ def serve(
     """Serve in the foreground until Ctrl+C, after printing one line saying where and how."""
     config = config or DevServerConfig()
     _warn_if_exposed(host)
-    sock = _bind(host, port)
+    sock = bind(host, port)
     server = uvicorn.Server(
         _uvicorn_config(config, DevServerState(), host, sock, log_config=LOGGING_CONFIG)
     )
-    print(describe(config, _url(sock)), flush=True)
+    print(describe(config, url_of(sock)), flush=True)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -130,16 +130,6 @@ def describe(config: DevServerConfig, url: str) -> str:
     )
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` only accepts connections from this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _warn_if_exposed(host: str) -> None:
     if not is_loopback(host):
         print(
@@ -148,33 +138,6 @@ def _warn_if_exposed(host: str) -> None:
             file=sys.stderr,
             flush=True,
         )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        # A restarted server can take its port back while old connections sit in TIME_WAIT.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        # Listening before uvicorn starts queues early clients instead of refusing them.
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _url(sock: socket.socket) -> str:
-    bound_host, port = sock.getsockname()[:2]
-    address = ipaddress.ip_address(bound_host)
-    if address.is_unspecified:
-        # 0.0.0.0 is where the server listens, not an address a client can connect to.
-        address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
-    text = f"[{address}]" if address.version == 6 else str(address)
-    return f"http://{text}:{port}"
 
 
 def _uvicorn_config(

@@ -12,12 +12,12 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from xrouter_tui.devserver.catalog import PriceEstimate
 from xrouter_tui.devserver.reply import Reply
 from xrouter_tui.devserver.state import DevServerConfig, DevServerState
+from xrouter_tui.serving import COMPLETED, WatchedStream
 
 if TYPE_CHECKING:
     from xrouter_tui.devserver.app import ChatRequest
@@ -197,7 +197,7 @@ async def frame(
         await events.aclose()
 
 
-class EventStream(StreamingResponse):
+class EventStream(WatchedStream):
     """An SSE response that notices a client leaving mid-stream and counts how streams end."""
 
     def __init__(
@@ -206,45 +206,19 @@ class EventStream(StreamingResponse):
         headers: Mapping[str, str],
         state: DevServerState,
     ) -> None:
-        # The content type is set by hand: Starlette would append a charset to text/*.
         super().__init__(
             chunks,
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **headers},
+            on_end=self._count,
         )
-        self._chunks = chunks
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        finished = False
-        client_left = False
-
-        async def watch() -> None:
-            nonlocal client_left
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if not finished:
-                client_left = True
-                task.cancel()
-
-        watcher = asyncio.create_task(watch())
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for chunk in self._chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not client_left:
-                raise
-            task.uncancel()
-            self._state.count("disconnects")
-            return
+            await super().__call__(scope, receive, send)
         except DroppedConnection:
             self._state.count("dropped_streams")
             raise
-        finally:
-            watcher.cancel()
-            await self._chunks.aclose()
-        self._state.count("completed_streams")
+
+    def _count(self, how: str) -> None:
+        self._state.count("completed_streams" if how == COMPLETED else "disconnects")

@@ -23,6 +23,7 @@ from xrouter_tui.payments.policy import (
     Quote,
     SpendingPolicy,
     check_budgets,
+    unconfirmed,
 )
 from xrouter_tui.payments.reasons import explain_rejection, short_address
 from xrouter_tui.payments.receipt import Receipt, decode_receipt, read_receipt
@@ -54,5 +55,6 @@ __all__ = [
     "read_receipt",
     "short_address",
     "sign_payment",
+    "unconfirmed",
     "usd_to_atomic",
 ]

@@ -21,7 +21,14 @@ from xrouter_tui.payments.networks import (
     format_usd,
 )
 
-__all__ = ["Budget", "PaymentRefused", "Quote", "SpendingPolicy", "check_budgets"]
+__all__ = [
+    "Budget",
+    "PaymentRefused",
+    "Quote",
+    "SpendingPolicy",
+    "check_budgets",
+    "unconfirmed",
+]
 
 
 class PaymentRefused(Exception):
@@ -173,6 +180,22 @@ def _asked(requirement: PaymentRequirement) -> str:
 def _setting(name: str) -> str:
     """How to name what sets a limit: a setting in config.toml, or an option like --max-price."""
     return name if name.startswith("-") else f"setting {name}"
+
+
+def unconfirmed(
+    amount_usd: Decimal, threshold_usd: Decimal, where: str, advice: str
+) -> PaymentRefused:
+    """The refusal of a payment above `confirm_above_usd` when nobody can be asked: `where`
+    says why not ("there is no terminal to ask on"), `advice` what would pay it."""
+    return PaymentRefused(
+        f"The router asks {format_usd(amount_usd)}, above confirm_above_usd "
+        f"({format_usd(threshold_usd)}), and {where}: {advice}, or raise confirm_above_usd. "
+        "Nothing was signed.",
+        code="needs_confirmation",
+        amount_usd=amount_usd,
+        limit_usd=threshold_usd,
+        setting="confirm_above_usd",
+    )
 
 
 _BUDGET_NAMES = {"session_budget_usd": "session budget", "daily_budget_usd": "daily budget"}
