@@ -15,6 +15,7 @@ import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import IO
 
@@ -48,6 +49,10 @@ from xrouter_tui.commands.history import (
 from xrouter_tui.commands.journal import TurnJournal, history_path
 from xrouter_tui.commands.key import KeyIO, run_key_command
 from xrouter_tui.commands.models import models_json, models_table
+from xrouter_tui.commands.proxy import DEFAULT_PORT as PROXY_PORT
+from xrouter_tui.commands.proxy import TOKEN_VARIABLE as PROXY_TOKEN_VARIABLE
+from xrouter_tui.commands.proxy import ProxyOptions, ProxyRefused, ProxyRouter
+from xrouter_tui.commands.proxy import serve as serve_proxy
 from xrouter_tui.commands.spend import spend_csv, spend_json, spend_table
 from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
 from xrouter_tui.config import ConfigError, Settings, apply_settings, data_dir, load_settings
@@ -188,6 +193,45 @@ def build_parser() -> argparse.ArgumentParser:
         "-y", "--yes", action="store_true", help="replace or delete a stored key without asking"
     )
 
+    proxy = commands.add_parser(
+        "proxy",
+        help="serve an OpenAI-compatible API on this machine that pays X-Router per request",
+        description="Serve POST /v1/chat/completions and GET /v1/models on this machine for "
+        "any OpenAI-compatible tool, paying X-Router for each request with the wallet key in "
+        "the keyring, under your caps and budgets (no one is asked: a payment above "
+        "confirm_above_usd is refused unless --yes). Clients send a token as their API key. "
+        "Every request lands in the history and the ledger.",
+    )
+    proxy.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="where to listen (default 127.0.0.1; anything but loopback needs --allow-remote)",
+    )
+    proxy.add_argument(
+        "--port",
+        type=_port_argument,
+        default=PROXY_PORT,
+        help=f"the port (default {PROXY_PORT}; 0 picks a free one)",
+    )
+    proxy.add_argument(
+        "--token",
+        help=f"the API key clients must send (default: {PROXY_TOKEN_VARIABLE}, else a new one, "
+        "printed at start)",
+    )
+    proxy.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other machines can reach (they can spend with the token)",
+    )
+    proxy.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="pay above confirm_above_usd without asking, up to max_per_request_usd",
+    )
+    _add_model_options(proxy)
+    _add_router_options(proxy)
+
     server = commands.add_parser(
         "demo-server",
         help="run the local X-Router (for demos and tests) on 127.0.0.1",
@@ -223,6 +267,8 @@ def main(
             return _export(args, env, stdout, stderr)
         if args.command == "spend":
             return _spend(args, env, stdout)
+        if args.command == "proxy":
+            return _proxy(args, env, stdout, stderr)
         if args.command == "key":
             if args.given:
                 _error(
@@ -318,12 +364,7 @@ def _ask_and_answer(
     )
     with _router(args, settings, env, stderr) as (base_url, account, networks, models):
         if account is None:
-            _error(
-                stderr,
-                f"no wallet key. Store yours in the keyring with `{PROG} key import`, or make a "
-                f"new one with `{PROG} key generate` (or set {ENV_KEY}); to try it offline: "
-                f"{PROG} ask --demo",
-            )
+            _error(stderr, _no_wallet("ask"))
             return EXIT_USAGE
         cap, cap_setting = settings.max_per_request_usd, "max_per_request_usd"
         if args.max_price is not None and args.max_price < cap:
@@ -495,6 +536,50 @@ def _models(
     return EXIT_OK
 
 
+def _proxy(
+    args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str], stderr: IO[str]
+) -> int:
+    """Serve the paying OpenAI-compatible endpoint until Ctrl+C."""
+    settings = _settings(args, env)
+    settings = replace(
+        settings,
+        model=args.model or settings.model,
+        max_tokens=args.max_tokens or settings.max_tokens,
+    )
+    options = ProxyOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        allow_remote=args.allow_remote,
+        pay_without_asking=args.yes,
+    )
+    with (
+        Store.open(history_path(env)) as store,
+        _router(args, settings, env, stderr) as (base_url, account, networks, models),
+    ):
+        if account is None:
+            _error(stderr, _no_wallet("proxy"))
+            return EXIT_USAGE
+        router = ProxyRouter(base_url, account, networks, models, _timeouts(settings))
+        try:
+            serve_proxy(options, router, settings, store, env, out=stdout, log=stderr)
+        except ProxyRefused as exc:
+            _error(stderr, str(exc))
+            return EXIT_USAGE
+        except OSError as exc:
+            _error(stderr, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
+            return EXIT_USAGE
+    return EXIT_OK
+
+
+def _no_wallet(command: str) -> str:
+    return (
+        f"no wallet key. Store yours in the keyring with `{PROG} key import`, or make a "
+        f"new one with `{PROG} key generate` (or set {ENV_KEY}); to try it offline: "
+        f"{PROG} {command} --demo"
+    )
+
+
 def _history(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
     with Store.open(history_path(env)) as store:
         conversations = store.conversations(search=args.search)
@@ -602,6 +687,16 @@ def _max_tokens_argument(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if not 1 <= value <= 128_000:
         raise argparse.ArgumentTypeError(f"must be from 1 to 128000, got {value}")
+    return value
+
+
+def _port_argument(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 65535, got {value}")
     return value
 
 

@@ -11,11 +11,23 @@ from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.types import Receive, Scope, Send
 
-__all__ = ["COMPLETED", "LEFT", "WatchedStream", "bind", "is_loopback", "url_of"]
+__all__ = [
+    "BROKE",
+    "COMPLETED",
+    "LEFT",
+    "STOPPED",
+    "WatchedStream",
+    "bind",
+    "is_loopback",
+    "url_of",
+]
 
-# How a watched stream ended: every chunk sent, or the client went away first.
+# How a watched stream ended: every chunk sent; the client went away first; the server is
+# stopping; or making a chunk raised.
 COMPLETED = "completed"
 LEFT = "left"
+STOPPED = "stopped"
+BROKE = "broke"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,8 +74,8 @@ class WatchedStream:
     """An ASGI response that sends `chunks` as they come, each as its own piece of body, and
     stops them as soon as the client goes away: a stream nobody reads must not go on.
 
-    `on_end(how)` is called once the last byte is sent (`COMPLETED`) or the client has left
-    (`LEFT`); not when a chunk raised, which propagates.
+    `on_end(how)` is called once when it is over, after the last byte: `COMPLETED`, `LEFT`,
+    `STOPPED` or `BROKE` (the exception then propagates).
     """
 
     def __init__(
@@ -77,7 +89,8 @@ class WatchedStream:
         self.chunks = chunks
         self.status = status
         self.raw_headers = [
-            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in headers.items()
         ]
         self._on_end = on_end
 
@@ -96,6 +109,7 @@ class WatchedStream:
                 task.cancel()
 
         watcher = asyncio.create_task(watch())
+        how = BROKE
         try:
             await send(
                 {"type": "http.response.start", "status": self.status, "headers": self.raw_headers}
@@ -104,14 +118,17 @@ class WatchedStream:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            how = COMPLETED
         except asyncio.CancelledError:
             if not client_left:
+                how = STOPPED
                 raise
             task.uncancel()
+            how = LEFT
         finally:
             watcher.cancel()
             close = getattr(self.chunks, "aclose", None)
             if close is not None:
                 await close()
-        if self._on_end is not None:
-            self._on_end(COMPLETED if finished else LEFT)
+            if self._on_end is not None:
+                self._on_end(how)

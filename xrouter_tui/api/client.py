@@ -110,11 +110,19 @@ class RouterClient:
 
     # -- free endpoints ---------------------------------------------------------------------
 
+    async def get_json(self, path: str) -> Any:
+        """A free endpoint's JSON document."""
+        response = await self._request("GET", path)
+        try:
+            return response.json()
+        except ValueError:
+            raise RouterError(f"The router's answer to {path} is not JSON.") from None
+
     async def list_models(self) -> list[ModelInfo]:
         """The router's models, sorted by id."""
-        response = await self._request("GET", "/v1/models")
+        document = await self.get_json("/v1/models")
         try:
-            return parse_models(response.json())
+            return parse_models(document)
         except ValueError as exc:
             raise RouterError(f"The router's model list could not be read: {exc}.") from None
 

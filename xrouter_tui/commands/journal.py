@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from xrouter_tui.api import Usage
@@ -55,15 +55,25 @@ class TurnJournal:
         """The answer so far."""
         return "".join(self._parts)
 
-    def begin(self, prompt: str) -> int:
-        """Commit the question (and the conversation, if new) with an empty answer marked
-        `streaming`; returns the conversation's id. Call it before any network I/O."""
+    def begin(self, prompt: str | None, *, earlier: Sequence[Mapping[str, str]] = ()) -> int:
+        """Commit the question (and the conversation, if new, with the `earlier` messages it
+        arrived with) and an empty answer marked `streaming`; returns the conversation's id.
+        Call it before any network I/O. `prompt` None: the last of `earlier` is the question.
+        """
         with self.store.transaction():
             if self.conversation_id is None:
-                self.conversation_id = self.store.new_conversation(
-                    self.model, self.system_prompt, make_title(prompt)
+                title = (
+                    prompt if prompt is not None else (earlier[-1]["content"] if earlier else "")
                 )
-            self.store.add_message(self.conversation_id, "user", prompt, model=self.model)
+                self.conversation_id = self.store.new_conversation(
+                    self.model, self.system_prompt, make_title(title)
+                )
+                for message in earlier:
+                    self.store.add_message(
+                        self.conversation_id, message["role"], message["content"], model=self.model
+                    )
+            if prompt is not None:
+                self.store.add_message(self.conversation_id, "user", prompt, model=self.model)
             self.reply_id = self.store.add_message(
                 self.conversation_id, "assistant", "", model=self.model, status="streaming"
             )

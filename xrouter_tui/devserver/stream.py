@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from xrouter_tui.devserver.catalog import PriceEstimate
 from xrouter_tui.devserver.reply import Reply
 from xrouter_tui.devserver.state import DevServerConfig, DevServerState
-from xrouter_tui.serving import COMPLETED, WatchedStream
+from xrouter_tui.serving import COMPLETED, LEFT, WatchedStream
 
 if TYPE_CHECKING:
     from xrouter_tui.devserver.app import ChatRequest
@@ -221,4 +221,7 @@ class EventStream(WatchedStream):
             raise
 
     def _count(self, how: str) -> None:
-        self._state.count("completed_streams" if how == COMPLETED else "disconnects")
+        if how == COMPLETED:
+            self._state.count("completed_streams")
+        elif how == LEFT:
+            self._state.count("disconnects")
