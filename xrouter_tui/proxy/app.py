@@ -121,7 +121,10 @@ def create_proxy_app(setup: ProxySetup, *, token: str, exposed: bool = False) ->
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
+        exception_handlers={
+            HTTPException: _http_error,  # type: ignore[dict-item]
+            Exception: _unexpected,
+        },
     )
     return AccessGuard(app, token=token, exposed=exposed)
 
@@ -133,6 +136,17 @@ async def _http_error(request: Request, exc: HTTPException) -> Response:
         exc.status_code,
         f"{message}: {request.method} {request.url.path}. The proxy serves POST "
         "/v1/chat/completions and GET /v1/models.",
+    ).response()
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not the user's doing; uvicorn logs the traceback. Not retried: it may have paid.
+    return ProxyError(
+        500,
+        f"The proxy failed unexpectedly ({type(exc).__name__}); see its log. If the request "
+        "was paid, the ledger (xrouter-tui spend) shows it.",
+        type="server_error",
+        retry=False,
     ).response()
 
 
@@ -193,6 +207,8 @@ class _Handlers:
             return turn.refused(exc)
         except RouterError as exc:
             return turn.failed_upstream(exc)
+        except StoreError as exc:
+            return turn.unrecorded(exc)
         return await turn.answer(response, payment)
 
     async def _confirm(self, quote: Quote) -> bool:
@@ -219,6 +235,8 @@ class _Turn:
         self.started = started
         self.payment: SignedPayment | None = None
         self.receipt: Receipt | None = None
+        # The router took the paid request: from here on, the payment is spent.
+        self.accepted = False
 
     def signed(self, payment: SignedPayment) -> None:
         # Recorded before the paid request goes out; a budget spent meanwhile stops it here.
@@ -236,11 +254,18 @@ class _Turn:
         ).response()
 
     def failed_upstream(self, exc: RouterError) -> Response:
-        self.setup.ledger.failed(self.payment, exc, accepted=False)
+        self.setup.ledger.failed(self.payment, exc, accepted=self.accepted)
         error = _upstream_error(exc, self.payment)
         self._end("failed", error=error.message)
         self.setup.say(f"{self.chat.model}: failed ({error.status}): {error.message}")
         return error.response()
+
+    def unrecorded(self, exc: StoreError) -> Response:
+        """The ledger could not be read or written: no payment may go out unrecorded."""
+        message = f"The ledger could not be written ({exc}), so nothing was paid or sent."
+        self._end("failed", error=message)
+        self.setup.say(f"{self.chat.model}: failed (503): {message}")
+        return ProxyError(503, message, type="server_error", retry=False).response()
 
     def _shorter_hint(self, refusal: PaymentRefused) -> str:
         chat = self.chat
@@ -253,6 +278,7 @@ class _Turn:
     # -- the answer -------------------------------------------------------------------------
 
     async def answer(self, response: httpx.Response, payment: SignedPayment | None) -> Response:
+        self.accepted = True
         if payment is not None:
             self.receipt = read_receipt(response.headers)
             self.setup.ledger.paid(payment, self.receipt)
