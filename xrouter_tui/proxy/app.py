@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from xrouter_tui.api import (
     BadChallenge,
+    Completion,
     ModelInfo,
     PaymentRejected,
     ResponseTimeout,
@@ -309,14 +310,18 @@ class _Turn:
             return self.failed_upstream(_broken(exc, self.payment))
         finally:
             await response.aclose()
+        document = None
         try:
             if streamed:  # the client asked for no stream, the router sent one anyway
                 tap = StreamTap()
                 tap.feed(raw)
                 tap.read(final=True)
-                completion = read_completion(_tapped_document(tap), self.chat.model)
+                if tap.error:
+                    raise RouterError(tap.error)
+                completion = Completion(tap.text, self.chat.model, tap.finish_reason, tap.usage)
             else:
-                completion = read_completion(json.loads(raw), self.chat.model)
+                document = json.loads(raw)
+                completion = read_completion(document, self.chat.model)
         except (ValueError, RouterError) as exc:
             message = exc.message if isinstance(exc, RouterError) else "not JSON"
             return self.failed_upstream(
@@ -332,10 +337,9 @@ class _Turn:
                 headers=headers,
                 media_type="text/event-stream",
             )
-        document = json.loads(raw) if not streamed else None
-        if not isinstance(document, dict) or "choices" not in document:
-            document = completion_document(completion, self.chat)
-        return JSONResponse(document, headers=headers)
+        if isinstance(document, dict) and "choices" in document:
+            return Response(raw, headers=headers, media_type="application/json")  # as it came
+        return JSONResponse(completion_document(completion, self.chat), headers=headers)
 
     def _streamed(self, how: str, relay: _Relay) -> None:
         """The stream is over for the client: now the history gets the whole answer."""
@@ -440,22 +444,6 @@ def _broken(exc: httpx.TransportError, payment: SignedPayment | None) -> RouterE
         f"The connection to the router {kind} in the middle of the answer." + payment_note(payment),
         payment=payment,
     )
-
-
-def _tapped_document(tap: StreamTap) -> dict[str, Any]:
-    """A stream read whole, as the completion document it stands for."""
-    if tap.error:
-        return {"error": tap.error}
-    document: dict[str, Any] = {
-        "choices": [{"message": {"content": tap.text}, "finish_reason": tap.finish_reason}]
-    }
-    if tap.usage is not None:
-        document["usage"] = {
-            "prompt_tokens": tap.usage.prompt_tokens,
-            "completion_tokens": tap.usage.completion_tokens,
-            "total_tokens": tap.usage.total_tokens,
-        }
-    return document
 
 
 def _upstream_error(exc: RouterError, payment: SignedPayment | None) -> ProxyError:
