@@ -9,6 +9,7 @@ header; the answer lands in the history once the client has it all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -411,26 +412,55 @@ class _Relay:
         self.journal = journal
         self.payment = payment
         self.broke: str | None = None
+        self._next_read = time.monotonic() + _TAP_INTERVAL
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        tap, journal = self.tap, self.journal
-        next_read = time.monotonic() + _TAP_INTERVAL
+        """The router's pieces as they come. Pieces that arrived together (one network read
+        holds many) go on in one write: none waits for another, but a burst costs one write,
+        not one per piece."""
+        arrived: list[bytes] = []
+        ready = asyncio.Event()
+        reader = asyncio.create_task(self._read(arrived, ready))
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                if arrived:
+                    batch = b"".join(arrived) if len(arrived) > 1 else arrived[0]
+                    arrived.clear()
+                    yield batch
+                    self._tap(batch)
+                if reader.done():
+                    if arrived:
+                        continue
+                    break
+            if self.broke is not None:
+                # The client's SDK reads this as an error in the stream, not a normal ending.
+                yield _error_event(self.broke, "upstream_error")
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await self.response.aclose()
+
+    async def _read(self, arrived: list[bytes], ready: asyncio.Event) -> None:
         try:
             async for chunk in self.response.aiter_bytes():
-                yield chunk
-                tap.feed(chunk)
-                if time.monotonic() >= next_read:
-                    next_read = time.monotonic() + _TAP_INTERVAL
-                    text = tap.read()
-                    if text:
-                        journal.delta(text)
+                arrived.append(chunk)
+                ready.set()
         except httpx.TransportError as exc:
-            error = _broken(exc, self.payment)
-            self.broke = error.message
-            # The client's SDK reads this as an error in the stream, not as a normal ending.
-            yield _error_event(error.message, "upstream_error")
+            self.broke = _broken(exc, self.payment).message
         finally:
-            await self.response.aclose()
+            ready.set()
+
+    def _tap(self, chunk: bytes) -> None:
+        self.tap.feed(chunk)
+        now = time.monotonic()
+        if now >= self._next_read:
+            self._next_read = now + _TAP_INTERVAL
+            text = self.tap.read()
+            if text:
+                self.journal.delta(text)
 
 
 def _error_event(message: str, kind: str) -> bytes:
