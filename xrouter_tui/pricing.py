@@ -141,7 +141,7 @@ def shorter_max_tokens(
 ) -> int | None:
     """After a refusal past a cap or budget, the `max_tokens` that would fit every limit at
     once; None when the refusal is of another kind or no useful length fits."""
-    if refusal.code not in ("over_cap", "over_budget") or model is None:
+    if refusal.code not in ("over_cap", "over_budget", "needs_confirmation") or model is None:
         return None
     if refusal.amount_usd is None or refusal.room_usd is None:
         return None

@@ -110,12 +110,17 @@ def serve(
             flush=True,
         )
     setup = _setup(options, router, settings, store, log)
-    app = create_proxy_app(setup, token=token, exposed=not is_loopback(options.host))
     sock = bind(options.host, options.port)
-    try:
-        base = url_of(sock) + "/v1"
+    base = url_of(sock) + "/v1"
+
+    def ready() -> None:
         print(_banner(base, router, settings, options, token if made_here else None), file=out)
         out.flush()
+
+    app = create_proxy_app(
+        setup, token=token, exposed=not is_loopback(options.host), on_ready=ready
+    )
+    try:
         server = uvicorn.Server(_uvicorn_config(app, sock, debug=bool(env.get("XROUTER_DEBUG"))))
         # uvicorn re-raises the Ctrl+C it already handled gracefully.
         with contextlib.suppress(KeyboardInterrupt):

@@ -105,12 +105,21 @@ class ProxySetup:
             print(f"{stamp} {text}", file=self.log, flush=True)
 
 
-def create_proxy_app(setup: ProxySetup, *, token: str, exposed: bool = False) -> AccessGuard:
-    """The ASGI app: the endpoints behind the access guard."""
+def create_proxy_app(
+    setup: ProxySetup,
+    *,
+    token: str,
+    exposed: bool = False,
+    on_ready: Callable[[], None] | None = None,
+) -> AccessGuard:
+    """The ASGI app: the endpoints behind the access guard. `on_ready` runs once the server
+    is up (and Ctrl+C is its to handle)."""
     handlers = _Handlers(setup)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if on_ready is not None:
+            on_ready()
         yield
         await setup.client.aclose()
 
