@@ -115,8 +115,8 @@ def start(router, key) -> Iterator:
         return proxy
 
     yield starting
-    for proxy in started:
-        log = proxy.stop()
+    logs = [proxy.stop() for proxy in started]  # every one stopped before any is judged
+    for proxy, log in zip(started, logs, strict=True):
         assert "Traceback" not in log, log
         assert secret.lower() not in log.lower()
         assert secret.lower() not in "\n".join(proxy.banner).lower()
@@ -374,7 +374,10 @@ def test_a_payment_the_router_rejects_is_a_402_in_plain_words(proxy, router):
         proxy.client().chat.completions.create(model=SONNET, messages=QUESTION)
     assert rejected.value.status_code == 402
     assert rejected.value.body["type"] == "payment_rejected"
-    assert "The payment was not accepted" in rejected.value.message
+    assert rejected.value.response.headers["x-should-retry"] == "false"
+    message = rejected.value.body["message"]
+    assert message.startswith("The payment was not accepted") and message.endswith(".")
+    assert "\n" not in message and "Traceback" not in message
     assert router.state.paid_requests == 1  # not retried, by the SDK or the proxy
 
 
@@ -420,17 +423,34 @@ def test_a_router_that_is_gone_is_a_502(start):
     assert "Traceback" not in failed.value.message
 
 
-def test_an_error_mid_stream_reaches_the_client_as_an_error(proxy, router):
-    router.config.faults = {"midstream-error"}
+@pytest.mark.parametrize(
+    ("fault", "words"),
+    [
+        ("midstream-error", "overloaded"),
+        ("disconnect", "in the middle of the answer"),
+        # Cut short, cleanly: no [DONE], no finish reason.
+        ("truncate", "ended before the router said it was complete"),
+    ],
+)
+def test_an_error_mid_stream_reaches_the_client_as_an_error(proxy, router, fault, words):
+    router.config.faults = {fault}
     stream = proxy.client().chat.completions.create(model=SONNET, messages=QUESTION, stream=True)
+    received = []
     with pytest.raises(openai.APIError) as failed:
-        for _ in stream:
-            pass
-    assert "overloaded" in str(failed.value)
-    wait_until(
-        lambda: any(m.status == "failed" for ms in stored()[1].values() for m in ms),
-        "the failed answer",
-    )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                received.append(chunk.choices[0].delta.content)
+    assert words in str(failed.value)
+    assert router.state.paid_requests == 1
+
+    def failed_answer():
+        answers = [m for ms in stored()[1].values() for m in ms if m.role == "assistant"]
+        return answers and answers[0].status == "failed" and answers[0]
+
+    wait_until(failed_answer, "the failed answer")
+    answer = failed_answer()
+    assert answer.content == "".join(received)  # the part the client got is kept
+    assert words in answer.error
 
 
 def test_a_client_that_leaves_mid_stream_ends_the_routers_stream(proxy, router):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -71,6 +72,12 @@ __all__ = ["ProxySetup", "create_proxy_app"]
 RECEIPT_HEADERS = ("x-payment-response", "payment-response")
 # How often the answer passing through is read for the history (and saved, by the journal).
 _TAP_INTERVAL = 0.5
+# A stream's last bytes say how it ended: `[DONE]`, a finish reason, or the router's error
+# (which the client has then had); anything else is an answer cut short.
+_ENDING = re.compile(rb'\[DONE\]|"finish_reason"\s*:\s*"|"error"\s*:')
+_TAIL = 512
+# How much of it is read at a time once it has ended (about 1 ms of work).
+_TAP_SLICE = 64 * 1024
 # The model list changes rarely; editors ask for it often.
 _MODELS_TTL = 60.0
 _STOPPED_BY = {LEFT: "the client closed the connection", STOPPED: "the proxy was stopped"}
@@ -94,6 +101,14 @@ class ProxySetup:
     clock: Callable[[], float] = time.time
     # The OpenAI-shaped model list, and when it was fetched.
     listed_models: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+    # Answers still being saved after their response ended.
+    pending: set[asyncio.Task[None]] = field(default_factory=set, repr=False)
+
+    def later(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` after the response, kept until done (and waited for at shutdown)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     def model_info(self, model: str) -> ModelInfo | None:
         return next((m for m in self.models if m.id == model), None)
@@ -121,6 +136,8 @@ def create_proxy_app(
         if on_ready is not None:
             on_ready()
         yield
+        if setup.pending:
+            await asyncio.gather(*setup.pending, return_exceptions=True)
         await setup.client.aclose()
 
     routes = []
@@ -352,8 +369,15 @@ class _Turn:
         return JSONResponse(completion_document(completion, self.chat), headers=headers)
 
     def _streamed(self, how: str, relay: _Relay) -> None:
-        """The stream is over for the client: now the history gets the whole answer."""
+        self.setup.later(self._save_stream(how, relay))
+
+    async def _save_stream(self, how: str, relay: _Relay) -> None:
+        """The stream is over for the client: now the history gets the whole answer. Read in
+        slices, letting other requests in between: a long answer takes a while to read."""
         tap = relay.tap
+        while tap.unread > _TAP_SLICE:
+            tap.read(limit=_TAP_SLICE)
+            await asyncio.sleep(0)
         tap.read(final=True)
         if how == COMPLETED and relay.broke is None and tap.complete:
             status, error = "complete", ""
@@ -428,6 +452,7 @@ class _Relay:
         holds many) go on in one write: none waits for another, but a burst costs one write,
         not one per piece."""
         arrived: list[bytes] = []
+        tail = b""
         ready = asyncio.Event()
         reader = asyncio.create_task(self._read(arrived, ready))
         try:
@@ -439,10 +464,16 @@ class _Relay:
                     arrived.clear()
                     yield batch
                     self._tap(batch)
+                    tail = (tail + batch)[-_TAIL:]
                 if reader.done():
                     if arrived:
                         continue
                     break
+            if self.broke is None and not _ENDING.search(tail):
+                # Cut short, though cleanly: the client must not take it for the whole answer.
+                self.broke = "The answer ended before the router said it was complete." + (
+                    payment_note(self.payment)
+                )
             if self.broke is not None:
                 # The client's SDK reads this as an error in the stream, not a normal ending.
                 yield _error_event(self.broke, "upstream_error")

@@ -51,10 +51,19 @@ class StreamTap:
     def feed(self, chunk: bytes) -> None:
         self._pending += chunk
 
-    def read(self, *, final: bool = False) -> str:
-        """Read the complete lines fed so far (all of them when `final`); the new text."""
+    @property
+    def unread(self) -> int:
+        """Bytes fed and not read yet."""
+        return len(self._pending)
+
+    def read(self, *, final: bool = False, limit: int | None = None) -> str:
+        """Read the complete lines fed so far (all of them when `final`; those within the first
+        `limit` bytes, when given); the new text."""
         pending = self._pending
-        cut = len(pending) if final else pending.rfind(b"\n") + 1
+        if limit is not None and len(pending) > limit:
+            cut = pending.rfind(b"\n", 0, limit) + 1
+        else:
+            cut = len(pending) if final else pending.rfind(b"\n") + 1
         if cut <= 0:
             return ""
         lines = bytes(pending[:cut]).splitlines()  # bytes: \r\n, \r or \n, nothing else
