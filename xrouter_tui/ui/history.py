@@ -25,6 +25,7 @@ __all__ = [
     "open_history",
     "shown_messages",
     "stored_footer",
+    "stored_usage",
     "write_new_file",
 ]
 
@@ -45,13 +46,7 @@ def conversation_from_store(
     for message in messages:
         if message.role not in ("user", "assistant"):
             continue
-        usage = None
-        if message.prompt_tokens is not None and message.completion_tokens is not None:
-            usage = Usage(
-                message.prompt_tokens,
-                message.completion_tokens,
-                message.prompt_tokens + message.completion_tokens,
-            )
+        usage = stored_usage(message)
         conversation.add(
             ChatMessage(
                 message.role,
@@ -88,18 +83,24 @@ def shown_messages(
     return shown
 
 
+def stored_usage(message: StoredMessage) -> Usage | None:
+    """A saved answer's token counts, when the router reported them."""
+    if message.prompt_tokens is None or message.completion_tokens is None:
+        return None
+    return Usage(
+        message.prompt_tokens,
+        message.completion_tokens,
+        message.prompt_tokens + message.completion_tokens,
+    )
+
+
 def stored_footer(message: StoredMessage, model: ModelInfo | None = None) -> str:
     """The dim line under a saved answer, worded like the live one (`answer_footer`)."""
     parts: list[str] = []
     if message.status in ("stopped", "interrupted"):
         parts.append(message.status)
-    usage = None
-    if message.prompt_tokens is not None and message.completion_tokens is not None:
-        usage = Usage(
-            message.prompt_tokens,
-            message.completion_tokens,
-            message.prompt_tokens + message.completion_tokens,
-        )
+    usage = stored_usage(message)
+    if usage is not None:
         parts.append(f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens")
     payment = message.payment
     if payment is None:
