@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -228,10 +228,18 @@ class ChatApp(App[None]):
                 severity="warning",
             )
             return
+        store = self.store
+        self.save_export(
+            "conversation", lambda folder: export_conversation(store, conversation_id, folder)
+        )
+
+    def save_export(self, what: str, write: Callable[[Path], Path | None]) -> None:
+        """Write an export with `write(folder)` to the current folder, else the data folder,
+        and say where, or why not (`write` gives None when there is nothing to write)."""
         problem = ""
         for folder in (Path.cwd(), data_dir(self.env)):
             try:
-                path = export_conversation(self.store, conversation_id, folder)
+                path = write(folder)
             except (OSError, StoreError) as exc:
                 problem = str(exc)
                 continue
@@ -240,7 +248,7 @@ class ChatApp(App[None]):
             self.notify(f"Saved as {path}", title="Export", timeout=8)
             return
         self.notify(
-            f"The conversation could not be exported. {problem}".strip(),
+            f"The {what} could not be exported. {problem}".strip(),
             title="Export",
             severity="error",
         )

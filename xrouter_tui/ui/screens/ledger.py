@@ -25,7 +25,6 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.config import data_dir
 from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
 from xrouter_tui.store import StoredPayment
@@ -218,19 +217,8 @@ class LedgerScreen(Screen[None]):
             return
         document = payments_csv(self.spending.payments)
         stamp = datetime.fromtimestamp(self.clock()).strftime("%Y%m%d-%H%M%S")
-        problem = ""
-        for folder in (Path.cwd(), data_dir(self.app.env)):
-            try:
-                path = export_payments(document, folder, f"payments-{stamp}")
-            except OSError as exc:
-                problem = str(exc)
-                continue
-            self.notify(f"Saved as {path}", title="Export", timeout=8)
-            return
-        self.notify(
-            f"The payments could not be exported. {problem}".strip(),
-            title="Export",
-            severity="error",
+        self.app.save_export(
+            "payments", lambda folder: export_payments(document, folder, f"payments-{stamp}")
         )
 
 
