@@ -11,22 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
+from tests import test_cli
 from tests.test_cli import PROGRAM, assert_clean, run
-from xrouter_tui.devserver import DevServerConfig, start_dev_server
 
-
-@pytest.fixture
-def key():
-    account = Account.create()
-    return account.key.hex().removeprefix("0x"), account.address
-
-
-@pytest.fixture
-def router():
-    with start_dev_server(DevServerConfig(network="base", reply_deltas=20)) as server:
-        yield server
+# test_cli's fixtures: a fresh wallet key, and the local router on Base (by name).
+key = test_cli.key
+router = test_cli.router
 
 
 @pytest.fixture
