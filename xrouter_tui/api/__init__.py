@@ -6,6 +6,7 @@ from xrouter_tui.api.client import (
     OnSigned,
     RouterClient,
     Timeouts,
+    answer_broke,
     payment_note,
 )
 from xrouter_tui.api.errors import (
@@ -48,6 +49,7 @@ __all__ = [
     "StreamInterrupted",
     "Timeouts",
     "Usage",
+    "answer_broke",
     "error_text",
     "parse_estimate",
     "parse_models",

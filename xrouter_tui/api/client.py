@@ -54,6 +54,7 @@ __all__ = [
     "OnSigned",
     "RouterClient",
     "Timeouts",
+    "answer_broke",
     "payment_note",
 ]
 
@@ -380,7 +381,7 @@ async def _read_events(
             if chunk.usage is not None:
                 yield chunk.usage
     except httpx.TransportError as exc:
-        raise _answer_broke(exc, payment, "".join(parts)) from None
+        raise answer_broke(exc, payment, "".join(parts)) from None
     if not done and finish_reason is None:
         raise StreamInterrupted(
             "The answer ended before the router said it was complete." + payment_note(payment),
@@ -394,17 +395,17 @@ async def _read_json(response: httpx.Response, payment: SignedPayment | None) ->
     try:
         return json.loads(await response.aread())
     except httpx.TransportError as exc:
-        raise _answer_broke(exc, payment, "") from None
+        raise answer_broke(exc, payment, "") from None
     except ValueError:
         raise RouterError(
             f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
         ) from None
 
 
-def _answer_broke(
+def answer_broke(
     exc: httpx.TransportError, payment: SignedPayment | None, partial_text: str
 ) -> RouterError:
-    """The error for a paid answer cut off while its body was being read."""
+    """The error for a paid answer cut off while its body was being read (or passed on)."""
     if isinstance(exc, httpx.TimeoutException):
         return ResponseTimeout(
             "The router went quiet in the middle of the answer." + payment_note(payment),

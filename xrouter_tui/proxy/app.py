@@ -27,7 +27,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from xrouter_tui.api import (
-    BadChallenge,
     Completion,
     ModelInfo,
     PaymentRejected,
@@ -35,8 +34,8 @@ from xrouter_tui.api import (
     RouterClient,
     RouterError,
     RouterHTTPError,
-    RouterUnreachable,
     Usage,
+    answer_broke,
     parse_models,
     payment_note,
     read_completion,
@@ -334,7 +333,7 @@ class _Turn:
         try:
             raw = await response.aread()
         except httpx.TransportError as exc:
-            return self.failed_upstream(_broken(exc, self.payment))
+            return self.failed_upstream(answer_broke(exc, self.payment, ""))
         finally:
             await response.aclose()
         document = None
@@ -476,7 +475,8 @@ class _Relay:
                 )
             if self.broke is not None:
                 # The client's SDK reads this as an error in the stream, not a normal ending.
-                yield _error_event(self.broke, "upstream_error")
+                error = ProxyError(502, self.broke, type="upstream_error").document()
+                yield f"data: {json.dumps(error)}\n\n".encode()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -489,7 +489,7 @@ class _Relay:
                 arrived.append(chunk)
                 ready.set()
         except httpx.TransportError as exc:
-            self.broke = _broken(exc, self.payment).message
+            self.broke = answer_broke(exc, self.payment, "").message
         finally:
             ready.set()
 
@@ -501,19 +501,6 @@ class _Relay:
             text = self.tap.read()
             if text:
                 self.journal.delta(text)
-
-
-def _error_event(message: str, kind: str) -> bytes:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-    return f"data: {json.dumps(body)}\n\n".encode()
-
-
-def _broken(exc: httpx.TransportError, payment: SignedPayment | None) -> RouterError:
-    kind = "went quiet" if isinstance(exc, httpx.TimeoutException) else "broke"
-    return RouterError(
-        f"The connection to the router {kind} in the middle of the answer." + payment_note(payment),
-        payment=payment,
-    )
 
 
 def _upstream_error(exc: RouterError, payment: SignedPayment | None) -> ProxyError:
@@ -534,6 +521,4 @@ def _upstream_error(exc: RouterError, payment: SignedPayment | None) -> ProxyErr
         return ProxyError(502, exc.message, type="upstream_error", retry=retry)
     if isinstance(exc, ResponseTimeout):
         return ProxyError(504, exc.message, type="upstream_timeout", retry=retry)
-    if isinstance(exc, RouterUnreachable | BadChallenge):
-        return ProxyError(502, exc.message, type="upstream_error", retry=retry)
     return ProxyError(502, exc.message, type="upstream_error", retry=retry)

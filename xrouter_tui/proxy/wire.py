@@ -47,9 +47,12 @@ class ProxyError(Exception):
         headers = dict(self.headers)
         if self.retry is not None:
             headers["x-should-retry"] = "true" if self.retry else "false"
-        body = {"error": {"message": self.message, "type": self.type, "param": None}}
-        body["error"]["code"] = self.code
-        return JSONResponse(body, self.status, headers=headers)
+        return JSONResponse(self.document(), self.status, headers=headers)
+
+    def document(self) -> dict[str, Any]:
+        """OpenAI's error JSON; in a stream, a data line holding it ends the answer."""
+        error = {"message": self.message, "type": self.type, "param": None, "code": self.code}
+        return {"error": error}
 
 
 @dataclass(frozen=True, slots=True)
