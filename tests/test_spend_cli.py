@@ -33,6 +33,10 @@ def usd(atomic: int) -> Decimal:
     return atomic * MICRO
 
 
+def shown_usd(payment: dict) -> str:
+    return format_usd(Decimal(payment["amount_usd"]))
+
+
 def spend(*args: str) -> str:
     result = run("spend", *args)
     assert result.returncode == 0, result.stderr
@@ -162,9 +166,20 @@ def test_json_and_csv_cannot_both_be_asked_for():
 def test_demo_payments_are_not_counted_unless_their_network_is_allowed(isolated_environment):
     demo = run("ask", "--demo", "hello")
     assert demo.returncode == 0, demo.stderr
-    assert spend() == "No payments yet.\n"
+    # An empty ledger after a paid demo says where the payment went, and how to see it.
+    assert spend().splitlines() == [
+        "No payments yet.",
+        "",
+        "Not counted: 1 payment on Base Sepolia (test network), not in allowed_networks; "
+        "`xrouter-tui spend --demo` lists the demo's.",
+    ]
     ledger = spend_json()
     assert ledger["payments"] == [] and ledger["all_time_usd"] == "0"
+    [shown] = json.loads(spend("--demo", "--json"))["payments"]
+    assert shown["network"] == "base-sepolia" and shown["status"] == "settled"
+    table = spend("--demo")
+    assert table.startswith(f"Demo, on Base Sepolia (test network): today {shown_usd(shown)}")
+    assert shown["tx"][:6] in table and "Not counted" not in table
     # The demo's payment is in the history: allowing its test network shows it.
     config = isolated_environment / "config"
     config.mkdir()

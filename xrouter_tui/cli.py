@@ -39,7 +39,7 @@ from xrouter_tui.commands.ask import (
     read_prompt,
     stream_answer,
 )
-from xrouter_tui.commands.demo import demo_router
+from xrouter_tui.commands.demo import DEMO_NETWORK, demo_router
 from xrouter_tui.commands.history import (
     export_json,
     export_markdown,
@@ -53,7 +53,7 @@ from xrouter_tui.commands.proxy import DEFAULT_PORT as PROXY_PORT
 from xrouter_tui.commands.proxy import TOKEN_VARIABLE as PROXY_TOKEN_VARIABLE
 from xrouter_tui.commands.proxy import ProxyOptions, ProxyRefused, ProxyRouter
 from xrouter_tui.commands.proxy import serve as serve_proxy
-from xrouter_tui.commands.spend import spend_csv, spend_json, spend_table
+from xrouter_tui.commands.spend import not_counted_note, spend_csv, spend_json, spend_table
 from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
 from xrouter_tui.config import ConfigError, Settings, apply_settings, data_dir, load_settings
 from xrouter_tui.ledger import Ledger
@@ -166,6 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show what was paid on the allowed networks (allowed_networks): today, in "
         "all, per model, and every payment newest first with its status and transaction. "
         "Payments stay here when their conversation is deleted.",
+    )
+    spend.add_argument(
+        "--demo",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the demo's payments instead (on its test network: no real money)",
     )
     spend_format = spend.add_mutually_exclusive_group()
     spend_format.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -605,14 +611,29 @@ def _export(
 
 
 def _spend(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) -> int:
-    """The ledger of payments on the allowed networks: no session, so no session total."""
+    """The ledger of payments on the allowed networks, or the demo's: no session, so no
+    session total."""
     settings = load_settings(env)
+    networks = (DEMO_NETWORK,) if args.demo else settings.networks
     with Store.open(history_path(env)) as store:
-        spending = Ledger(store, settings.networks).spending(session=False)
+        spending = Ledger(store, networks).spending(session=False)
+        counted = {network.v1_name for network in networks}
+        elsewhere = [] if args.demo else [p for p in store.payments() if p.network not in counted]
     if args.csv:
         stdout.write(spend_csv(spending))
+    elif args.json:
+        print(spend_json(spending), file=stdout)
     else:
-        print(spend_json(spending) if args.json else spend_table(spending), file=stdout)
+        table = (
+            spend_table(
+                spending,
+                heading=f"Demo, on {DEMO_NETWORK.label}",
+                empty="No demo payments yet.",
+            )
+            if args.demo
+            else spend_table(spending, note=not_counted_note(elsewhere, DEMO_NETWORK))
+        )
+        print(table, file=stdout)
     stdout.flush()
     return EXIT_OK
 

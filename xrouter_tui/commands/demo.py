@@ -15,10 +15,12 @@ from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.devserver.catalog import MODELS
 from xrouter_tui.payments import BASE_SEPOLIA, Network, short_address
 
-__all__ = ["Demo", "demo_models", "demo_router"]
+__all__ = ["DEMO_NETWORK", "Demo", "demo_models", "demo_router"]
 
 # Slow enough to watch the answer stream in, fast enough not to bore.
 DEMO_DELTA_DELAY = 0.012
+# The demo pays on a test network: its payments are no one's real money.
+DEMO_NETWORK = BASE_SEPOLIA
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,17 +37,17 @@ class Demo:
 @contextmanager
 def demo_router(*, stderr: IO[str] | None = None) -> Iterator[Demo]:
     """Run the local router for as long as the block lasts, and say on `stderr` it is a demo."""
-    config = DevServerConfig(network=BASE_SEPOLIA.v1_name, delta_delay=DEMO_DELTA_DELAY)
+    config = DevServerConfig(network=DEMO_NETWORK.v1_name, delta_delay=DEMO_DELTA_DELAY)
     account = Account.create()
     with start_dev_server(config) as server:
         if stderr is not None:
             print(
                 f"Demo: local router at {server.url}, throwaway wallet "
-                f"{short_address(account.address)}, {BASE_SEPOLIA.label}; no real money moves.",
+                f"{short_address(account.address)}, {DEMO_NETWORK.label}; no real money moves.",
                 file=stderr,
                 flush=True,
             )
-        yield Demo(server.url, account, BASE_SEPOLIA, demo_models())
+        yield Demo(server.url, account, DEMO_NETWORK, demo_models())
 
 
 def demo_models() -> tuple[ModelInfo, ...]:

@@ -1,20 +1,21 @@
 """`xrouter-tui spend`: what was paid, as a table for people, JSON or CSV.
 
 Only payments on the networks the settings allow are counted: a demo's test money is not the
-user's money. Amounts are exact decimal strings, never floats.
+user's money (`spend --demo` shows it apart). Amounts are exact decimal strings, never floats.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from xrouter_tui.commands.history import text_table, usd_text
 from xrouter_tui.ledger import Spending, local_time, payments_csv
-from xrouter_tui.payments import format_usd, short_address
+from xrouter_tui.payments import Network, find_network, format_usd, short_address
 from xrouter_tui.store import StoredPayment
 
-__all__ = ["spend_csv", "spend_json", "spend_table"]
+__all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]
 
 
 def spend_json(spending: Spending) -> str:
@@ -38,13 +39,41 @@ def spend_csv(spending: Spending) -> str:
     return payments_csv(spending.payments)
 
 
-def spend_table(spending: Spending) -> str:
-    """Totals, then what each model cost, then every payment newest first, for people."""
-    if not spending.payments:
-        return "No payments yet."
+def spend_table(
+    spending: Spending,
+    *,
+    heading: str = "",
+    empty: str = "No payments yet.",
+    note: str | None = None,
+) -> str:
+    """Totals, then what each model cost, then every payment newest first, for people.
+    `heading` says whose payments these are where that is not plain; `note` ends the page."""
+    blocks = _spend_blocks(spending, heading) if spending.payments else [empty]
+    if note:
+        blocks.append(note)
+    return "\n\n".join(blocks)
+
+
+def not_counted_note(elsewhere: Sequence[StoredPayment], demo_network: Network) -> str | None:
+    """A line on the payments left out because their network is not an allowed one (a demo's,
+    most often), so that an empty ledger after a paid demo does not look like a lost one."""
+    if not elsewhere:
+        return None
+    names = sorted({p.network for p in elsewhere})
+    labels = [network.label if (network := find_network(n)) else n for n in names]
+    count = f"{len(elsewhere)} payment{'s' if len(elsewhere) != 1 else ''}"
+    note = f"Not counted: {count} on {', '.join(labels)}, not in allowed_networks"
+    if demo_network.v1_name in names:
+        note += "; `xrouter-tui spend --demo` lists the demo's"
+    return note + "."
+
+
+def _spend_blocks(spending: Spending, heading: str) -> list[str]:
     totals = (
         f"today {format_usd(spending.today_usd)} · all time {format_usd(spending.all_time_usd)}"
     )
+    if heading:
+        totals = f"{heading}: {totals}"
     if spending.uncertain_usd > 0:
         totals += f" · {format_usd(spending.uncertain_usd)} of unknown outcome"
     models = [("MODEL", "PAYMENTS", "SPENT")]
@@ -65,7 +94,7 @@ def spend_table(spending: Spending) -> str:
     if spending.by_model:
         blocks.append(text_table(models, right={1, 2}))
     blocks.append(text_table(payments, right={2}))
-    return "\n\n".join(blocks)
+    return blocks
 
 
 def _payment(p: StoredPayment) -> dict[str, Any]:
