@@ -83,7 +83,7 @@ async def test_two_paid_turns_show_their_totals_and_transactions():
             assert len(rows) == 2
             # Newest first, each marked as this session's, with its transaction shortened.
             for row, payment in zip(rows, reversed(paid), strict=True):
-                mark, _time, model, amount, status, network, tx = row
+                mark, _time, amount, status, tx, model, network = row
                 assert mark == "•"
                 assert model == payment.model
                 assert amount == format_usd(Decimal(payment.amount).scaleb(-6))
@@ -94,6 +94,13 @@ async def test_two_paid_turns_show_their_totals_and_transactions():
 
             [by_model] = spending.by_model
             assert (by_model.model, by_model.payments, by_model.usd) == (paid[0].model, 2, total)
+
+            # On an 80-column terminal amount, status and transaction still show in full.
+            await pilot.resize_terminal(80, SIZE[1])
+            await pilot.pause()
+            narrow = visible_text(pilot.app)
+            for row in rows:
+                assert f"{row[2]} settled {row[4]}" in " ".join(narrow.split()), narrow
 
 
 async def test_c_and_enter_copy_the_highlighted_transaction_in_full():
@@ -178,13 +185,13 @@ async def test_a_rejected_payment_is_shown_as_such_and_not_counted():
             assert [(m.payments, m.usd) for m in spending.by_model] == [(1, total)]
 
             rejected, settled = cells(screen)
-            assert rejected[4] == "rejected" and rejected[6] == "—"
-            assert settled[4] == "settled" and settled[6] == short_address(paid.transaction)
+            assert rejected[3] == "rejected" and rejected[4] == "—"
+            assert settled[3] == "settled" and settled[4] == short_address(paid.transaction)
             # It stands out: styled, where a settled payment is plain.
             table = screen.query_one(DataTable)
-            status_cell = table.get_row_at(0)[4]
+            status_cell = table.get_row_at(0)[3]
             assert isinstance(status_cell, Text) and status_cell.style
-            assert not table.get_row_at(1)[4].style
+            assert not table.get_row_at(1)[3].style
 
             # Nothing to copy from it, and the user is told so.
             await pilot.press("c")

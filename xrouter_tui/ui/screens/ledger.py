@@ -37,7 +37,9 @@ __all__ = ["LedgerScreen", "export_payments", "totals_line"]
 
 # Marks, in the first column, a payment this session made.
 SESSION_MARK = "•"
-_COLUMNS = ("", "Time", "Model", "Amount", "Status", "Network", "Tx")
+# What was paid and its transaction first: a narrow terminal cuts the model (shown per model
+# above too) and the network, never the amount or the transaction.
+_COLUMNS = ("", "Time", "Amount", "Status", "Tx", "Model", "Network")
 _WORKER = "ledger-read"
 # The costliest models, one line each; the rest share one line.
 _MODELS_SHOWN = 5
@@ -253,11 +255,11 @@ def _row(payment: StoredPayment, *, session: bool, styles: dict[str, Style]) -> 
     return (
         Text(SESSION_MARK if session else " ", style="bold"),
         Text(local_time(payment.created)),
-        Text(payment.model or "(unknown model)"),
         Text(format_usd(payment.amount_usd), justify="right"),
         Text(payment.status, style=styles.get(payment.status, "")),
-        Text(network.label if network else payment.network),
         Text(short_address(payment.tx) if payment.tx else "—", style="" if payment.tx else "dim"),
+        Text(payment.model or "(unknown model)"),
+        Text(network.label if network else payment.network),
     )
 
 
