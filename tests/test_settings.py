@@ -50,6 +50,11 @@ def test_the_file_and_the_environment_override_defaults(isolated_environment, mo
         ('max_tokens = "abc"', "max_tokens must be a whole number"),
         ("temperature = 3", "temperature must be a number from 0 to 2"),
         ("max_per_request_usd = -1", "max_per_request_usd must be an amount in dollars"),
+        ("max_per_request_usd = 0", "max_per_request_usd must be an amount in dollars above 0"),
+        (
+            'daily_budget_usd = "lots"',
+            "daily_budget_usd must be an amount in dollars, like 0.25 (0 for no budget), got",
+        ),
         ('allowed_networks = ["ethereum"]', "allowed_networks must be a list of known network"),
         ('base_url = "ftp://x"', "base_url must be an http:// or https:// URL"),
         ("idle_timeout = 0", "idle_timeout must be a number of seconds above 0"),

@@ -185,7 +185,11 @@ def _check(key: str, value: Any, source: str) -> Any:
         amount = _usd(value)
         optional = key in ("session_budget_usd", "daily_budget_usd")
         if amount is None or amount < 0 or (amount == 0 and not optional):
-            raise fail("an amount in dollars above 0, like 0.25")
+            raise fail(
+                "an amount in dollars, like 0.25 (0 for no budget)"
+                if optional
+                else "an amount in dollars above 0, like 0.25"
+            )
         return amount if amount > 0 else None  # a budget of 0 means none, as when absent
     if key == "allowed_networks":
         names = [value] if isinstance(value, str) else value
