@@ -617,8 +617,10 @@ def _spend(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) ->
     networks = (DEMO_NETWORK,) if args.demo else settings.networks
     with Store.open(history_path(env)) as store:
         spending = Ledger(store, networks).spending(session=False)
+        # For people only: what the table leaves out (scripts asked for the allowed networks).
         counted = {network.v1_name for network in networks}
-        elsewhere = [] if args.demo else [p for p in store.payments() if p.network not in counted]
+        plain_table = not (args.demo or args.json or args.csv)
+        elsewhere = [p for p in store.payments() if p.network not in counted] if plain_table else []
     if args.csv:
         stdout.write(spend_csv(spending))
     elif args.json:
