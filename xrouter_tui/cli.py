@@ -616,11 +616,13 @@ def _spend(args: argparse.Namespace, env: Mapping[str, str], stdout: IO[str]) ->
     settings = load_settings(env)
     networks = (DEMO_NETWORK,) if args.demo else settings.networks
     with Store.open(history_path(env)) as store:
-        spending = Ledger(store, networks).spending(session=False)
+        ledger = Ledger(store, networks)
+        spending = ledger.spending(session=False)
         # For people only: what the table leaves out (scripts asked for the allowed networks).
-        counted = {network.v1_name for network in networks}
         plain_table = not (args.demo or args.json or args.csv)
-        elsewhere = [p for p in store.payments() if p.network not in counted] if plain_table else []
+        elsewhere = (
+            [p for p in store.payments() if p.network not in ledger.networks] if plain_table else []
+        )
     if args.csv:
         stdout.write(spend_csv(spending))
     elif args.json:
