@@ -5,6 +5,7 @@ Every problem in the file is one `ConfigError` line naming the file, the key and
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import tomllib
@@ -59,6 +60,14 @@ class Settings:
     connect_timeout: float = 10.0
     first_byte_timeout: float = 120.0
     idle_timeout: float = 60.0
+    # The most the client takes from a router (README: "What the client does not trust"): an
+    # answer's text, one line of a stream, a JSON document from a free endpoint or a whole
+    # answer, an error body (read that far, the rest discarded); and the proxy's largest request.
+    max_answer_bytes: int = 4_000_000
+    max_line_bytes: int = 1_000_000
+    max_document_bytes: int = 8_000_000
+    max_error_bytes: int = 65_536
+    proxy_max_request_bytes: int = 8_000_000
 
     @property
     def networks(self) -> tuple[Network, ...]:
@@ -138,6 +147,8 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
 
 
 _FIELD_NAMES = frozenset(field.name for field in fields(Settings))
+# The range of a size limit: below 1 KiB nothing useful fits; above 1 GB nothing is bounded.
+_BYTES = (1024, 1_000_000_000)
 
 
 def apply_settings(settings: Settings, values: Mapping[str, Any], *, source: str) -> Settings:
@@ -178,9 +189,18 @@ def _check(key: str, value: Any, source: str) -> Any:
             raise fail("a number from 0 to 2")
         return float(value)
     if key.endswith("_timeout"):
-        if not _is_number(value) or value <= 0:
+        # nan and inf are TOML floats too: neither is a number of seconds to wait.
+        if not _is_number(value) or not math.isfinite(value) or value <= 0:
             raise fail("a number of seconds above 0")
         return float(value)
+    if key.endswith("_bytes"):
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not _BYTES[0] <= value <= _BYTES[1]
+        ):
+            raise fail(f"a whole number of bytes from {_BYTES[0]} to {_BYTES[1]}")
+        return value
     if key.endswith("_usd"):
         amount = _usd(value)
         optional = key in ("session_budget_usd", "daily_budget_usd")
