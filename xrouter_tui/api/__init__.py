@@ -10,6 +10,7 @@ from xrouter_tui.api.client import (
     payment_note,
 )
 from xrouter_tui.api.errors import (
+    AnswerTooLarge,
     BadChallenge,
     NoWallet,
     PaymentDeclined,
@@ -23,8 +24,10 @@ from xrouter_tui.api.errors import (
 )
 from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning, Usage
 from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_models
+from xrouter_tui.api.reading import Limits
 
 __all__ = [
+    "AnswerTooLarge",
     "BadChallenge",
     "ChatEvent",
     "Chunk",
@@ -33,6 +36,7 @@ __all__ = [
     "Delta",
     "Done",
     "Estimate",
+    "Limits",
     "ModelInfo",
     "NoWallet",
     "OnSigned",

@@ -10,9 +10,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from xrouter_tui import safe_json
 from xrouter_tui.api.errors import RouterError
 from xrouter_tui.api.events import Usage
 from xrouter_tui.payments import Receipt, SignedPayment
+from xrouter_tui.safe_text import one_line
 
 __all__ = ["Chunk", "Completion", "error_text", "read_chunk", "read_completion", "read_usage"]
 
@@ -34,7 +36,7 @@ def read_chunk(data: str) -> Chunk | None:
     """One `data:` line's JSON as a `Chunk`, or None when it cannot be read (one bad line must
     not cost the whole paid answer: the caller skips it and counts it)."""
     try:
-        document = json.loads(data)
+        document = safe_json.loads(data)
         error = document.get("error")
         choices = document.get("choices")
         usage = document.get("usage")
@@ -113,5 +115,6 @@ def error_text(error: Any) -> str:
         for key in ("message", "error", "detail", "code", "type"):
             if error.get(key):
                 return error_text(error[key])
-        return json.dumps(error)[:ERROR_TEXT_LIMIT]
-    return str(error).strip().rstrip(".")[:ERROR_TEXT_LIMIT]
+        return one_line(json.dumps(error), ERROR_TEXT_LIMIT)
+    # Shown on terminals: one safe line, whatever the router put in it.
+    return one_line(str(error), ERROR_TEXT_LIMIT).rstrip(".")

@@ -8,19 +8,19 @@ happens to it: if it reached the router, the authorization can settle until it e
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 from eth_account.signers.local import LocalAccount
-from httpx_sse import EventSource
 
-from xrouter_tui import __version__
+from xrouter_tui import __version__, safe_json
 from xrouter_tui.api.answers import Completion, error_text, read_chunk, read_completion
 from xrouter_tui.api.errors import (
+    AnswerTooLarge,
     BadChallenge,
     NoWallet,
     PaymentDeclined,
@@ -34,6 +34,14 @@ from xrouter_tui.api.errors import (
 )
 from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning
 from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_models
+from xrouter_tui.api.reading import (
+    Limits,
+    StalledRead,
+    TooLarge,
+    read_capped,
+    read_document,
+    sse_data,
+)
 from xrouter_tui.payments import (
     Budget,
     ChallengeError,
@@ -47,10 +55,15 @@ from xrouter_tui.payments import (
     read_receipt,
     sign_payment,
 )
+from xrouter_tui.safe_text import one_line
+
+if TYPE_CHECKING:
+    from xrouter_tui.config import Settings
 
 __all__ = [
     "Completion",
     "ConfirmPayment",
+    "Limits",
     "OnSigned",
     "RouterClient",
     "Timeouts",
@@ -67,11 +80,17 @@ _ERROR_BODY_LIMIT = 300
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds to wait: for a connection, for the answer's first byte, between two stream reads."""
+    """Seconds to wait: for a connection (and for a stalled write), for the response headers
+    (however slowly they drip), and for progress in a body (a whole line of a stream)."""
 
     connect: float = 10.0
     first_byte: float = 120.0
     idle: float = 60.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        """The timeouts the user set."""
+        return cls(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout)
 
 
 class RouterClient:
@@ -84,12 +103,14 @@ class RouterClient:
         account: LocalAccount | None = None,
         policy: SpendingPolicy | None = None,
         timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.account = account
         self.policy = policy or SpendingPolicy()
         self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
         t = self.timeouts
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -113,11 +134,7 @@ class RouterClient:
 
     async def get_json(self, path: str) -> Any:
         """A free endpoint's JSON document."""
-        response = await self._request("GET", path)
-        try:
-            return response.json()
-        except ValueError:
-            raise RouterError(f"The router's answer to {path} is not JSON.") from None
+        return await self._request_json("GET", path)
 
     async def list_models(self) -> list[ModelInfo]:
         """The router's models, sorted by id."""
@@ -132,9 +149,9 @@ class RouterClient:
     ) -> Estimate:
         """The most this request would be charged up front."""
         body = {"messages": list(messages), "model": model, "max_tokens": max_tokens}
-        response = await self._request("POST", "/v1/estimate", json=body)
+        document = await self._request_json("POST", "/v1/estimate", json=body)
         try:
-            return parse_estimate(response.json())
+            return parse_estimate(document)
         except ValueError as exc:
             raise RouterError(f"The router's estimate could not be read: {exc}.") from None
 
@@ -162,7 +179,9 @@ class RouterClient:
             content_type = response.headers.get("content-type", "")
             if "application/json" in content_type:
                 # A router that ignores `stream: true` still gives a usable answer.
-                completion = read_completion(await _read_json(response, payment), model)
+                completion = self._whole_answer(
+                    await self._read_json(response, payment), model, payment
+                )
                 for event in _completion_events(completion):
                     yield event
                 return
@@ -171,7 +190,7 @@ class RouterClient:
                     f"The router answered with {content_type or 'no content type'}, not a stream.",
                     payment=payment,
                 )
-            async for event in _read_events(response, payment):
+            async for event in self._read_events(response, payment):
                 yield event
         finally:
             await response.aclose()
@@ -193,7 +212,9 @@ class RouterClient:
             body, budgets=budgets, confirm=confirm, on_signed=on_signed
         )
         try:
-            completion = read_completion(await _read_json(response, payment), model)
+            completion = self._whole_answer(
+                await self._read_json(response, payment), model, payment
+            )
         finally:
             await response.aclose()
         receipt = read_receipt(response.headers) if payment else None
@@ -216,7 +237,7 @@ class RouterClient:
             if first.is_success:
                 return first, None  # a router that does not charge
             await self._raise_for_status(first, payment=None)
-        challenge = self._read_challenge(first.headers, await _read_and_close(first))
+        challenge = self._read_challenge(first.headers, await self._read_and_close(first))
 
         if self.account is None:
             raise NoWallet(
@@ -239,7 +260,7 @@ class RouterClient:
 
         paid = await self._send(body, payment=payment)
         if paid.status_code == 402:
-            raise self._rejection(paid.headers, await _read_and_close(paid), payment)
+            raise self._rejection(paid.headers, await self._read_and_close(paid), payment)
         if not paid.is_success:
             await self._raise_for_status(paid, payment=payment)
         return paid, payment
@@ -272,6 +293,126 @@ class RouterClient:
             payment=payment,
         )
 
+    # -- reading answers ----------------------------------------------------------------------
+
+    async def _read_events(
+        self, response: httpx.Response, payment: SignedPayment | None
+    ) -> AsyncIterator[ChatEvent]:
+        """The SSE stream as events. Any ending but `[DONE]` or a finish reason is an
+        interruption; so is a line or an answer past its limit (what came stays)."""
+        parts: list[str] = []
+        size = 0
+        limit = self.limits.answer_bytes
+        finish_reason: str | None = None
+        skipped = 0
+        done = False
+        try:
+            async for data in sse_data(
+                response, line_limit=self.limits.line_bytes, idle=self.timeouts.idle
+            ):
+                if data == "[DONE]":
+                    done = True
+                    break
+                chunk = read_chunk(data)
+                if chunk is None:
+                    skipped += 1  # one unreadable line must not cost the whole (paid) answer
+                    continue
+                if chunk.error:
+                    raise StreamError(
+                        f"The router reported an error mid-answer: {error_text(chunk.error)}."
+                        + payment_note(payment),
+                        payment=payment,
+                        partial_text="".join(parts),
+                    )
+                finish_reason = chunk.finish_reason or finish_reason
+                for piece in (chunk.reasoning, chunk.text):
+                    if piece:
+                        size += len(piece.encode("utf-8", "replace"))
+                if size > limit:
+                    raise _too_long(payment, "".join(parts), limit)
+                if chunk.reasoning:
+                    yield Reasoning(chunk.reasoning)
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield Delta(chunk.text)
+                if chunk.usage is not None:
+                    yield chunk.usage
+        except TooLarge as exc:
+            raise AnswerTooLarge(
+                f"A line of the router's stream is longer than {exc}: the answer was cut "
+                f"there.{payment_note(payment)}",
+                setting=exc.setting,
+                payment=payment,
+                partial_text="".join(parts),
+            ) from None
+        except StalledRead:
+            raise ResponseTimeout(
+                f"The router went quiet in the middle of the answer: no whole line for "
+                f"{self.timeouts.idle:g} s.{payment_note(payment)}",
+                phase="idle",
+                payment=payment,
+                partial_text="".join(parts),
+            ) from None
+        except httpx.TransportError as exc:
+            raise answer_broke(exc, payment, "".join(parts)) from None
+        if not done and finish_reason is None:
+            raise StreamInterrupted(
+                "The answer ended before the router said it was complete." + payment_note(payment),
+                payment=payment,
+                partial_text="".join(parts),
+            )
+        yield Done(finish_reason or "stop", skipped)
+
+    async def _read_json(self, response: httpx.Response, payment: SignedPayment | None) -> Any:
+        """A whole paid answer's JSON, read within max_document_bytes."""
+        try:
+            body = await read_document(
+                response,
+                limit=self.limits.document_bytes,
+                idle=self.timeouts.idle,
+                setting="max_document_bytes",
+            )
+        except TooLarge as exc:
+            raise AnswerTooLarge(
+                f"The router's answer is larger than {exc}; it was not read."
+                + payment_note(payment),
+                setting=exc.setting,
+                payment=payment,
+            ) from None
+        except StalledRead:
+            raise ResponseTimeout(
+                f"The router's answer stopped coming: nothing arrived for "
+                f"{self.timeouts.idle:g} s.{payment_note(payment)}",
+                phase="idle",
+                payment=payment,
+            ) from None
+        except httpx.TransportError as exc:
+            raise answer_broke(exc, payment, "") from None
+        try:
+            return safe_json.loads(body)
+        except ValueError:
+            raise RouterError(
+                f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
+            ) from None
+
+    def _whole_answer(self, document: Any, model: str, payment: SignedPayment | None) -> Completion:
+        completion = read_completion(document, model)
+        limit = self.limits.answer_bytes
+        if len(completion.text.encode("utf-8", "replace")) > limit:
+            raise _too_long(payment, completion.text[:limit], limit)
+        return completion
+
+    async def _read_and_close(self, response: httpx.Response) -> bytes:
+        """An error's (or a 402's) body: its first max_error_bytes, the rest left unread."""
+        try:
+            return await read_capped(
+                response, limit=self.limits.error_bytes, idle=self.timeouts.idle
+            )
+        except httpx.TransportError:
+            return b""
+        finally:
+            await response.aclose()
+
     # -- HTTP plumbing ---------------------------------------------------------------------
 
     async def _send(self, body: dict[str, Any], *, payment: SignedPayment | None) -> httpx.Response:
@@ -288,12 +429,40 @@ class RouterClient:
             timeout["read"] = self.timeouts.idle
         return response
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A free endpoint's JSON document, read within max_document_bytes."""
         response = await self._open(self._http.build_request(method, path, **kwargs), payment=None)
-        await response.aread()
         if not response.is_success:
             await self._raise_for_status(response, payment=None)
-        return response
+        host = response.url.netloc.decode("ascii", "replace")
+        try:
+            body = await read_document(
+                response,
+                limit=self.limits.document_bytes,
+                idle=self.timeouts.idle,
+                setting="max_document_bytes",
+            )
+        except TooLarge as exc:
+            raise AnswerTooLarge(
+                f"The router's answer to {path} is larger than {exc}; it was not read.",
+                setting=exc.setting,
+            ) from None
+        except StalledRead:
+            raise ResponseTimeout(
+                f"The router's answer to {path} stopped coming: nothing arrived from {host} "
+                f"for {self.timeouts.idle:g} s.",
+                phase="idle",
+            ) from None
+        except httpx.TransportError as exc:
+            raise RouterUnreachable(
+                f"The connection to {host} broke while it answered {path}: {_reason(exc)}."
+            ) from None
+        finally:
+            await response.aclose()
+        try:
+            return safe_json.loads(body)
+        except ValueError:
+            raise RouterError(f"The router's answer to {path} is not JSON.") from None
 
     async def _open(
         self, request: httpx.Request, *, payment: SignedPayment | None
@@ -304,7 +473,10 @@ class RouterClient:
         # Without a connection the signed payment never left this process: it cannot settle.
         unsent = " The signed payment was never sent, so nothing was charged." if payment else ""
         try:
-            return await self._http.send(request, stream=True)
+            # The headers must all be in by then, however slowly they drip: httpx's own read
+            # timeout starts again with every byte.
+            async with asyncio.timeout(self.timeouts.first_byte):
+                return await self._http.send(request, stream=True)
         except httpx.ConnectTimeout:
             raise RouterUnreachable(
                 f"Could not connect to {host} within {self.timeouts.connect:g} s.{unsent}",
@@ -314,7 +486,14 @@ class RouterClient:
             raise RouterUnreachable(
                 f"Could not connect to {host}: {_reason(exc)}.{unsent}", payment=payment
             ) from None
-        except httpx.TimeoutException:
+        except httpx.WriteTimeout:
+            raise ResponseTimeout(
+                f"{host} stopped taking the request: nothing more of it could be sent for "
+                f"{self.timeouts.connect:g} s.{after}",
+                phase="write",
+                payment=payment,
+            ) from None
+        except (httpx.TimeoutException, TimeoutError):
             raise ResponseTimeout(
                 f"No answer from {host} within {self.timeouts.first_byte:g} s.{after}",
                 phase="first_byte",
@@ -329,7 +508,7 @@ class RouterClient:
     async def _raise_for_status(
         self, response: httpx.Response, *, payment: SignedPayment | None
     ) -> None:
-        body = await _read_and_close(response)
+        body = await self._read_and_close(response)
         status = response.status_code
         detail = _readable_error(body) or response.reason_phrase or "no details"
         retry_after = _retry_after(response.headers.get("retry-after"))
@@ -345,61 +524,14 @@ class RouterClient:
         )
 
 
-async def _read_events(
-    response: httpx.Response, payment: SignedPayment | None
-) -> AsyncIterator[ChatEvent]:
-    """The SSE stream as events. Any ending but `[DONE]` or a finish reason is an interruption."""
-    parts: list[str] = []
-    finish_reason: str | None = None
-    skipped = 0
-    done = False
-    try:
-        async for sse in EventSource(response).aiter_sse():
-            data = sse.data
-            if data == "[DONE]":
-                done = True
-                break
-            if not data:
-                continue
-            chunk = read_chunk(data)
-            if chunk is None:
-                skipped += 1  # one unreadable line must not cost the whole (paid) answer
-                continue
-            if chunk.error:
-                raise StreamError(
-                    f"The router reported an error mid-answer: {error_text(chunk.error)}."
-                    + payment_note(payment),
-                    payment=payment,
-                    partial_text="".join(parts),
-                )
-            finish_reason = chunk.finish_reason or finish_reason
-            if chunk.reasoning:
-                yield Reasoning(chunk.reasoning)
-            if chunk.text:
-                parts.append(chunk.text)
-                yield Delta(chunk.text)
-            if chunk.usage is not None:
-                yield chunk.usage
-    except httpx.TransportError as exc:
-        raise answer_broke(exc, payment, "".join(parts)) from None
-    if not done and finish_reason is None:
-        raise StreamInterrupted(
-            "The answer ended before the router said it was complete." + payment_note(payment),
-            payment=payment,
-            partial_text="".join(parts),
-        )
-    yield Done(finish_reason or "stop", skipped)
-
-
-async def _read_json(response: httpx.Response, payment: SignedPayment | None) -> Any:
-    try:
-        return json.loads(await response.aread())
-    except httpx.TransportError as exc:
-        raise answer_broke(exc, payment, "") from None
-    except ValueError:
-        raise RouterError(
-            f"The router's answer is not JSON.{payment_note(payment)}", payment=payment
-        ) from None
+def _too_long(payment: SignedPayment | None, partial_text: str, limit: int) -> AnswerTooLarge:
+    return AnswerTooLarge(
+        f"The answer is longer than max_answer_bytes ({limit:,} bytes): the rest was not "
+        f"read.{payment_note(payment)}",
+        setting="max_answer_bytes",
+        payment=payment,
+        partial_text=partial_text,
+    )
 
 
 def answer_broke(
@@ -452,22 +584,13 @@ def _completion_events(completion: Completion) -> list[ChatEvent]:
     return events
 
 
-async def _read_and_close(response: httpx.Response) -> bytes:
-    try:
-        return await response.aread()
-    except httpx.TransportError:
-        return b""
-    finally:
-        await response.aclose()
-
-
 def _readable_error(body: bytes) -> str:
     """The most readable message in an error body: JSON's error/message, else its first line."""
     text = body.decode("utf-8", "replace").strip()
     if not text:
         return ""
     try:
-        document = json.loads(text)
+        document = safe_json.loads(text)
     except ValueError:
         document = None
     if isinstance(document, dict):
@@ -476,8 +599,7 @@ def _readable_error(body: bytes) -> str:
                 return error_text(document[key])
     if text.lstrip().startswith("<"):
         return ""  # an HTML error page says nothing the status does not
-    line = text.splitlines()[0].strip()
-    return line if len(line) <= _ERROR_BODY_LIMIT else line[:_ERROR_BODY_LIMIT] + "…"
+    return one_line(text.splitlines()[0], _ERROR_BODY_LIMIT)
 
 
 def _retry_after(value: str | None) -> float | None:

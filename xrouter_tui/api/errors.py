@@ -9,6 +9,7 @@ from __future__ import annotations
 from xrouter_tui.payments import PaymentRefused, SignedPayment
 
 __all__ = [
+    "AnswerTooLarge",
     "BadChallenge",
     "NoWallet",
     "PaymentDeclined",
@@ -95,6 +96,21 @@ class StreamError(RouterError):
 
 class StreamInterrupted(RouterError):
     """The answer stopped before the router said it was complete."""
+
+
+class AnswerTooLarge(RouterError):
+    """The router sent more than a limit allows (`setting` names it): the rest was not read."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        setting: str,
+        payment: SignedPayment | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message, payment=payment, partial_text=partial_text)
+        self.setting = setting
 
 
 class PaymentDeclined(PaymentRefused):

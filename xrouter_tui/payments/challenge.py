@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from xrouter_tui import safe_json
 
 __all__ = [
     "PAYMENT_REQUIRED_HEADER",
@@ -69,7 +70,7 @@ def decode_base64_json(value: str, what: str) -> Any:
     text += "=" * (-len(text) % 4)
     try:
         raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-        return json.loads(raw)
+        return safe_json.loads(raw)
     except (binascii.Error, ValueError) as exc:
         raise ChallengeError(f"the {what} header is not base64-encoded JSON") from exc
 
@@ -81,7 +82,7 @@ def parse_challenge(headers: Mapping[str, str], body: bytes | str) -> PaymentCha
         document = decode_base64_json(header, "PAYMENT-REQUIRED")
         return _parse_document(document, default_version=2, where="PAYMENT-REQUIRED header")
     try:
-        document = json.loads(body) if body else None
+        document = safe_json.loads(body) if body else None
     except ValueError:
         document = None
     if not isinstance(document, dict):
@@ -157,7 +158,7 @@ def _parse_requirement(entry: Any, version: int, resource_url: str) -> PaymentRe
     extra = entry.get("extra")
     if isinstance(extra, str):  # some v1 servers send extra JSON-encoded
         try:
-            extra = json.loads(extra)
+            extra = safe_json.loads(extra)
         except ValueError:
             extra = None
     if not isinstance(extra, dict):
