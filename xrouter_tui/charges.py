@@ -13,6 +13,7 @@ from decimal import Decimal
 from xrouter_tui.api import ModelInfo, Usage
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
 from xrouter_tui.pricing import tokens_cost_usd
+from xrouter_tui.safe_text import one_line, shown_tx
 
 __all__ = ["Charge"]
 
@@ -42,7 +43,8 @@ class Charge:
         if receipt is None:
             note = "no receipt"
         elif not receipt.success:
-            note = f"receipt says failed ({receipt.error_reason or 'no reason'})"
+            reason = one_line(receipt.error_reason or "no reason", 80)
+            note = f"receipt says failed ({reason})"
         tx = receipt.transaction if receipt is not None and receipt.success else None
         return cls(payment.amount_usd, payment.network.label, tx, note, usage, model)
 
@@ -67,7 +69,7 @@ class Charge:
             parts.append(f"refund ~{format_usd(refund)}")
         parts.append(self.network)
         if self.tx:
-            parts.append(f"tx {self.tx}")
+            parts.append(f"tx {shown_tx(self.tx)}")  # the router's word: shown only if a hash
         elif self.receipt_note:
             parts.append(self.receipt_note)
         return parts

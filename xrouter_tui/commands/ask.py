@@ -14,6 +14,7 @@ from typing import IO, TYPE_CHECKING
 from xrouter_tui.api import ConfirmPayment, Delta, ModelInfo, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.charges import Charge
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
+from xrouter_tui.safe_text import TerminalFilter, one_line
 
 if TYPE_CHECKING:
     from xrouter_tui.commands.journal import TurnJournal
@@ -79,7 +80,7 @@ class TurnRecord:
         else:
             charge = Charge.of(self.payment, self.receipt, self.usage, self.model_info)
             parts.extend(charge.parts())
-        return " · ".join(parts)
+        return one_line(" · ".join(parts))
 
 
 class Progress:
@@ -144,9 +145,18 @@ async def stream_answer(
     ledger: Ledger,
     journal: TurnJournal | None = None,
     confirm: ConfirmPayment | None = None,
+    raw: bool = False,
 ) -> None:
     """Pay, then write each delta to `out` as it comes; `record` keeps what happened, the
-    `ledger` the payment, and `journal`, if given, writes the turn to the history as it goes."""
+    `ledger` the payment, and `journal`, if given, writes the turn to the history as it goes.
+
+    What is written is the answer without escape sequences or control characters (a model can
+    be steered into setting the window title or the clipboard), a lone carriage return kept
+    only where `out` is no terminal; `raw` writes the text as it came. The history keeps it as
+    it came either way.
+    """
+    # One filter for the whole answer: a sequence may be cut between two deltas.
+    safe = None if raw else TerminalFilter(keep_cr=not out_is_terminal)
 
     def signed(payment: SignedPayment) -> None:
         # Before the paid request goes out; a budget spent meanwhile stops it here, unsent.
@@ -174,12 +184,14 @@ async def stream_answer(
                     # The answer and the progress line would share one terminal: the answer wins.
                     progress.clear()
                     progress.enabled = False
-            out.write(event.text)
+            shown = event.text if safe is None else safe.feed(event.text)
+            out.write(shown)
             out.flush()
             if journal is not None:
                 journal.delta(event.text)
             record.deltas += 1
-            record.ends_with_newline = event.text.endswith("\n")
+            if shown:
+                record.ends_with_newline = shown.endswith("\n")
             if progress.enabled:
                 rate = record.deltas / max(time.monotonic() - first_text_at, 1e-3)
                 progress.show(
@@ -195,4 +207,6 @@ async def stream_answer(
             progress.show("thinking…", throttle=True)
         elif isinstance(event, Usage):
             record.usage = event
+    if safe is not None:
+        out.write(safe.flush())
     progress.clear()
