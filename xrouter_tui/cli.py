@@ -23,6 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from xrouter_tui import __version__, devserver
 from xrouter_tui.api import (
+    Limits,
     ModelInfo,
     NoWallet,
     RouterClient,
@@ -68,6 +69,7 @@ from xrouter_tui.payments import (
     unconfirmed,
 )
 from xrouter_tui.pricing import shorter_max_tokens
+from xrouter_tui.safe_text import one_line
 from xrouter_tui.store import Store, StoreError
 from xrouter_tui.wallet import ENV_KEY, WalletError, load_account, redact
 
@@ -106,6 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("prompt", nargs="*", help="the question (default: read stdin)")
     _add_model_options(ask)
     ask.add_argument("-s", "--system", help="a system prompt for this question")
+    ask.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the answer exactly as the router sent it, escape sequences and control "
+        "characters included (by default they are removed: they could set the window title, "
+        "the clipboard or clear the screen)",
+    )
     ask.add_argument(
         "--max-price",
         type=_usd_argument,
@@ -263,37 +272,18 @@ def main(
     stderr = sys.stderr if stderr is None else stderr
     args = build_parser().parse_args(argv)  # usage errors exit 2 from argparse itself
     try:
-        if args.command == "ask":
-            return _ask(args, env, stdin, stdout, stderr)
-        if args.command == "models":
-            return _models(args, env, stdout, stderr)
-        if args.command == "history":
-            return _history(args, env, stdout)
-        if args.command == "export":
-            return _export(args, env, stdout, stderr)
-        if args.command == "spend":
-            return _spend(args, env, stdout)
-        if args.command == "proxy":
-            return _proxy(args, env, stdout, stderr)
-        if args.command == "key":
-            if args.given:
-                _error(
-                    stderr,
-                    "key commands take no arguments: the key is read from a hidden prompt, or "
-                    "from stdin, never from the command line (it would stay in your shell's "
-                    "history and show in the list of processes).",
-                )
-                return EXIT_USAGE
-            run_key_command(args.action, KeyIO(stdin, stdout, stderr, env), assume_yes=args.yes)
-            return EXIT_OK
-        if args.command == "demo-server":
-            try:
-                devserver.serve(devserver.config_from_args(args), args.host, args.port)
-            except OSError as exc:
-                _error(stderr, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
-                return EXIT_USAGE
-            return EXIT_OK
-        return _chat(args, env, stderr)
+        code = _command(args, env, stdin, stdout, stderr)
+        # Flushed here, inside the try, for every command: a reader that went away is then met
+        # below, not at exit, where Python would print a traceback.
+        stdout.flush()
+        return code
+    except BrokenPipeError as exc:
+        # The reader of stdout went away (`history --json | head`): a listing gave it what it
+        # wanted; an answer's turn is over, stopped (exit 1). Nothing is said either way.
+        if not (_lists(args) or args.command == "ask"):
+            return _unexpected(exc, env, stderr)
+        _silence_stdout(stdout)
+        return EXIT_OK if _lists(args) else EXIT_FAILED
     except (ConfigError, WalletError, PromptError) as exc:
         _error(stderr, str(exc))
         return EXIT_USAGE
@@ -304,12 +294,65 @@ def main(
         _error(stderr, "interrupted.")
         return EXIT_INTERRUPTED
     except Exception as exc:  # the last line of defence: one plain line, never a traceback
-        if env.get("XROUTER_DEBUG"):
-            traceback.print_exc(file=stderr)
-        message = f"unexpected error: {type(exc).__name__}: {exc}"
-        key = env.get(ENV_KEY)
-        _error(stderr, redact(message, key) if key else message)
-        return EXIT_FAILED
+        return _unexpected(exc, env, stderr)
+
+
+def _lists(args: argparse.Namespace) -> bool:
+    """True for the commands that only print what is kept or listed: a closed stdout ends them
+    quietly and well."""
+    if args.command == "key":
+        return args.action == "show"
+    return args.command in ("history", "export", "models", "spend")
+
+
+def _unexpected(exc: Exception, env: Mapping[str, str], stderr: IO[str]) -> int:
+    if env.get("XROUTER_DEBUG"):
+        traceback.print_exception(exc, file=stderr)
+    message = f"unexpected error: {type(exc).__name__}: {exc}"
+    key = env.get(ENV_KEY)
+    _error(stderr, redact(message, key) if key else message)
+    return EXIT_FAILED
+
+
+def _command(
+    args: argparse.Namespace,
+    env: Mapping[str, str],
+    stdin: IO[str],
+    stdout: IO[str],
+    stderr: IO[str],
+) -> int:
+    """Run the command `args` names and return its exit code; `main` turns errors into lines."""
+    if args.command == "ask":
+        return _ask(args, env, stdin, stdout, stderr)
+    if args.command == "models":
+        return _models(args, env, stdout, stderr)
+    if args.command == "history":
+        return _history(args, env, stdout)
+    if args.command == "export":
+        return _export(args, env, stdout, stderr)
+    if args.command == "spend":
+        return _spend(args, env, stdout)
+    if args.command == "proxy":
+        return _proxy(args, env, stdout, stderr)
+    if args.command == "key":
+        if args.given:
+            _error(
+                stderr,
+                "key commands take no arguments: the key is read from a hidden prompt, or "
+                "from stdin, never from the command line (it would stay in your shell's "
+                "history and show in the list of processes).",
+            )
+            return EXIT_USAGE
+        run_key_command(args.action, KeyIO(stdin, stdout, stderr, env), assume_yes=args.yes)
+        return EXIT_OK
+    if args.command == "demo-server":
+        try:
+            devserver.serve(devserver.config_from_args(args), args.host, args.port)
+        except OSError as exc:
+            _error(stderr, f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}.")
+            return EXIT_USAGE
+        return EXIT_OK
+    return _chat(args, env, stderr)
 
 
 def _ask(
@@ -413,7 +456,11 @@ def _ask_and_answer(
 
         async def turn() -> None:
             async with RouterClient(
-                base_url, account=account, policy=policy, timeouts=_timeouts(settings)
+                base_url,
+                account=account,
+                policy=policy,
+                timeouts=Timeouts.of(settings),
+                limits=Limits.of(settings),
             ) as client:
                 await stream_answer(
                     client,
@@ -425,6 +472,7 @@ def _ask_and_answer(
                     ledger=ledger,
                     journal=journal,
                     confirm=confirm,
+                    raw=args.raw,
                 )
 
         try:
@@ -529,7 +577,9 @@ def _models(
     settings = _settings(args, env)
 
     async def fetch(base_url: str) -> list:
-        async with RouterClient(base_url, timeouts=_timeouts(settings)) as client:
+        async with RouterClient(
+            base_url, timeouts=Timeouts.of(settings), limits=Limits.of(settings)
+        ) as client:
             return await client.list_models()
 
     with _router(args, settings, env, stderr, need_key=False) as (base_url, _account, _nets, _):
@@ -566,7 +616,7 @@ def _proxy(
         if account is None:
             _error(stderr, _no_wallet("proxy"))
             return EXIT_USAGE
-        router = ProxyRouter(base_url, account, networks, models, _timeouts(settings))
+        router = ProxyRouter(base_url, account, networks, models, Timeouts.of(settings))
         try:
             serve_proxy(options, router, settings, store, env, out=stdout, log=stderr)
         except ProxyRefused as exc:
@@ -669,14 +719,6 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Settings:
     return settings
 
 
-def _timeouts(settings: Settings) -> Timeouts:
-    return Timeouts(
-        connect=settings.connect_timeout,
-        first_byte=settings.first_byte_timeout,
-        idle=settings.idle_timeout,
-    )
-
-
 def _add_router_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo",
@@ -758,10 +800,15 @@ def _end_answer(stdout: IO[str], record: TurnRecord, progress: Progress) -> None
 
 
 def _error(stderr: IO[str], message: str) -> None:
-    print(f"{PROG}: {message}", file=stderr, flush=True)
+    # Every error line passes here, and many quote a router (its error body, a model id): on one
+    # line, with nothing a terminal would obey.
+    print(f"{PROG}: {one_line(message)}", file=stderr, flush=True)
 
 
-def _silence_stdout() -> None:
-    # Python flushes stdout at exit; with the pipe gone that would print a traceback.
+def _silence_stdout(stdout: IO[str] | None = None) -> None:
+    # Python flushes stdout at exit; with the pipe gone that would print a traceback. A stream
+    # of the caller's own (a test's) is left alone: nothing flushes it at exit.
+    if stdout is not None and stdout is not sys.stdout:
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())

@@ -104,14 +104,15 @@ def save_setting(key: str, value: Any, env: Mapping[str, str] = os.environ) -> P
     if key not in _FIELD_NAMES:
         raise ConfigError(f"{path}: unknown setting {key!r}")
     _check(key, value, source=str(path))
+    text = _read_config(path)
     try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        document = tomlkit.parse(text)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+        document = tomlkit.parse(text or "")
     except Exception as exc:  # tomlkit's parse errors share no public base class
         raise ConfigError(f"{path}: not valid TOML ({exc}); {key} was not saved") from None
     document[key] = value
+    if path.is_symlink():
+        # A config kept elsewhere (a dotfiles folder) is written where it lives: the link stays.
+        path = path.resolve()
     try:
         ensure_private_dir(path.parent)
         descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".config-")
@@ -132,18 +133,41 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     """Defaults, then config.toml if present, then `XROUTER_BASE_URL`."""
     path = config_dir(env) / CONFIG_FILE
     settings = Settings()
-    if path.is_file():
+    text = _read_config(path)
+    if text is not None:
         try:
-            document = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
         settings = apply_settings(settings, document, source=str(path))
     base_url = env.get("XROUTER_BASE_URL")
     if base_url:
         settings = apply_settings(settings, {"base_url": base_url}, source="XROUTER_BASE_URL")
     return settings
+
+
+def _read_config(path: Path) -> str | None:
+    """The text of config.toml, or None when there is none (the defaults hold).
+
+    Only a file that is plainly not there means no settings: one that is there but cannot be
+    read (a link to nothing, a folder, no permission) would silently drop the user's caps and
+    budgets, so it is an error.
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        for link in (path, path.parent):
+            if link.is_symlink() and not link.exists():
+                raise ConfigError(
+                    f"{link}: cannot be read: it links to {os.readlink(link)}, which does not exist"
+                ) from None
+        return None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: a folder, not a settings file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 _FIELD_NAMES = frozenset(field.name for field in fields(Settings))

@@ -31,6 +31,7 @@ from xrouter_tui.payments import (
     check_budgets,
     format_usd,
 )
+from xrouter_tui.safe_text import csv_cell, shown_tx
 from xrouter_tui.store import AT_RISK, SPENT, PaymentRecord, Store, StoredPayment, StoreError
 
 __all__ = [
@@ -77,27 +78,30 @@ CSV_COLUMNS = (
 
 def payments_csv(payments: Iterable[StoredPayment]) -> str:
     """The payments as CSV (a header, then a row each), as the ledger screen and `spend --csv`
-    write them: amounts in dollars, exactly; times in UTC as recorded."""
+    write them: amounts in dollars, exactly; times in UTC as recorded.
+
+    Models, transactions and reasons came from a router, and a spreadsheet runs a cell that
+    begins like a formula: every cell goes through `csv_cell`, a malformed transaction is
+    written `(malformed)`."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for p in payments:
-        writer.writerow(
-            (
-                p.created,
-                p.model,
-                f"{p.amount_usd:f}",
-                p.network,
-                p.status,
-                p.tx or "",
-                p.payer,
-                p.pay_to,
-                p.nonce,
-                p.valid_before,
-                p.reason,
-                "" if p.conversation_id is None else p.conversation_id,
-            )
+        row = (
+            p.created,
+            p.model,
+            f"{p.amount_usd:f}",
+            p.network,
+            p.status,
+            shown_tx(p.tx) if p.tx else "",
+            p.payer,
+            p.pay_to,
+            p.nonce,
+            p.valid_before,
+            p.reason,
+            "" if p.conversation_id is None else p.conversation_id,
         )
+        writer.writerow([csv_cell(cell) for cell in row])
     return out.getvalue()
 
 

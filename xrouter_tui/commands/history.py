@@ -1,4 +1,8 @@
-"""`xrouter-tui history` and `export`: the saved conversations as a table, JSON or Markdown."""
+"""`xrouter-tui history` and `export`: the saved conversations as a table, JSON or Markdown.
+
+The history keeps answers as the router sent them; the table and the Markdown show them through
+`safe_text` (Markdown is read on terminals too: `export 3 | less -R`), the JSON keeps them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from xrouter_tui.commands.terminal import json_text
 from xrouter_tui.payments import format_usd
+from xrouter_tui.safe_text import one_line, shown_tx, terminal_text
 from xrouter_tui.store import ConversationInfo, StoredMessage
 
 __all__ = [
@@ -23,7 +29,7 @@ _TITLE_WIDTH = 50
 
 def history_json(conversations: list[ConversationInfo]) -> str:
     """The conversations as a JSON list (amounts as decimal strings: never floats for money)."""
-    return json.dumps(
+    return json_text(
         [
             {
                 "id": info.id,
@@ -35,9 +41,7 @@ def history_json(conversations: list[ConversationInfo]) -> str:
                 "spent_usd": usd_text(info.spent_usd),
             }
             for info in conversations
-        ],
-        indent=2,
-        ensure_ascii=False,
+        ]
     )
 
 
@@ -47,12 +51,11 @@ def history_table(conversations: list[ConversationInfo]) -> str:
         return "No saved conversations."
     rows = [("ID", "UPDATED", "MODEL", "MSGS", "SPENT", "TITLE")]
     for info in conversations:
-        title = (
-            info.title if len(info.title) <= _TITLE_WIDTH else info.title[: _TITLE_WIDTH - 1] + "…"
-        )
+        title = one_line(info.title, _TITLE_WIDTH)
         updated = info.updated[:16].replace("T", " ")  # to the minute, UTC
         spent = format_usd(info.spent_usd)
-        rows.append((str(info.id), updated, info.model, str(info.messages), spent, title))
+        model = one_line(info.model)
+        rows.append((str(info.id), updated, model, str(info.messages), spent, title))
     return text_table(rows, right={0, 3, 4})
 
 
@@ -82,7 +85,7 @@ def export_json(info: ConversationInfo, messages: list[StoredMessage]) -> str:
         "spent_usd": usd_text(info.spent_usd),
         "messages": [_message(message) for message in messages],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return json_text(document)
 
 
 def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> str:
@@ -90,7 +93,7 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
     prompt_tokens = sum(m.prompt_tokens or 0 for m in messages)
     completion_tokens = sum(m.completion_tokens or 0 for m in messages)
     models = sorted({m.model for m in messages if m.role == "assistant" and m.model})
-    transactions = [m.payment.tx for m in messages if m.payment and m.payment.tx]
+    transactions = [shown_tx(m.payment.tx) for m in messages if m.payment and m.payment.tx]
     front = [
         "---",
         f"id: {info.id}",
@@ -109,29 +112,32 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
         *(f"  - {_yaml(tx)}" for tx in transactions),
         "---",
         "",
-        f"# {info.title}",
+        f"# {one_line(info.title)}",
         "",
     ]
     if info.system_prompt:
-        front += ["> System: " + info.system_prompt.replace("\n", "\n> "), ""]
+        front += ["> System: " + terminal_text(info.system_prompt).replace("\n", "\n> "), ""]
     body = []
     for message in messages:
         heading = "## You" if message.role == "user" else f"## {message.role.capitalize()}"
         notes = []
         if message.role == "assistant":
             if message.model:
-                notes.append(message.model)
+                notes.append(one_line(message.model))
             if message.status != "complete":
                 notes.append(message.status)
             if message.payment is not None:
                 payment = message.payment
-                paid = f"{format_usd(payment.amount_usd)} on {payment.network} ({payment.status})"
-                notes.append(paid + (f", tx {payment.tx}" if payment.tx else ""))
+                paid = (
+                    f"{format_usd(payment.amount_usd)} on {one_line(payment.network)} "
+                    f"({payment.status})"
+                )
+                notes.append(paid + (f", tx {shown_tx(payment.tx)}" if payment.tx else ""))
         if notes:
             heading += " (" + " · ".join(notes) + ")"
-        body += [heading, "", message.content.rstrip() or "*(no text)*", ""]
+        body += [heading, "", terminal_text(message.content).rstrip() or "*(no text)*", ""]
         if message.error:
-            body += [f"> Error: {message.error}", ""]
+            body += [f"> Error: {one_line(message.error)}", ""]
     return "\n".join(front + body).rstrip() + "\n"
 
 
@@ -171,5 +177,6 @@ def usd_text(amount: Decimal) -> str:
 
 
 def _yaml(text: str) -> str:
-    # A JSON string is a valid YAML scalar, whatever it holds.
-    return json.dumps(text, ensure_ascii=False)
+    # A JSON string is a valid YAML scalar, whatever it holds; on one safe line first, since
+    # JSON would leave C1 controls raw.
+    return json.dumps(one_line(text), ensure_ascii=False)

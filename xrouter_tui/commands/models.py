@@ -1,20 +1,25 @@
-"""`xrouter-tui models`: the router's models with their prices, as a table or as JSON."""
+"""`xrouter-tui models`: the router's models with their prices, as a table or as JSON.
+
+Ids, names and descriptions are the router's words: the table shows them through `one_line`,
+the JSON keeps them as sent (escaped, never raw, where a terminal would act on them).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from decimal import Decimal
 
 from xrouter_tui.api import ModelInfo
+from xrouter_tui.commands.terminal import json_text
 from xrouter_tui.payments import format_usd
+from xrouter_tui.safe_text import one_line
 
 __all__ = ["models_json", "models_table"]
 
 
 def models_json(models: Sequence[ModelInfo]) -> str:
     """A JSON list, one object a model; prices in dollars per million tokens (null if unknown)."""
-    return json.dumps(
+    return json_text(
         [
             {
                 "id": model.id,
@@ -25,9 +30,7 @@ def models_json(models: Sequence[ModelInfo]) -> str:
                 "output_per_1m_usd": _number(model.output_per_1m_usd),
             }
             for model in models
-        ],
-        indent=2,
-        ensure_ascii=False,
+        ]
     )
 
 
@@ -36,11 +39,11 @@ def models_table(models: Sequence[ModelInfo]) -> str:
     header = ("MODEL", "IN $/1M", "OUT $/1M", "CONTEXT", "NAME")
     rows = [
         (
-            model.id,
+            one_line(model.id),
             _price(model.input_per_1m_usd),
             _price(model.output_per_1m_usd),
             _context(model.context_length),
-            model.name,
+            one_line(model.name),
         )
         for model in models
     ]

@@ -2,17 +2,20 @@
 
 Only payments on the networks the settings allow are counted: a demo's test money is not the
 user's money (`spend --demo` shows it apart). Amounts are exact decimal strings, never floats.
+Model names, transactions and reasons came from a router: the table shows them through
+`safe_text`, a malformed transaction as `(malformed)`; the JSON keeps them as recorded.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from xrouter_tui.commands.history import text_table, usd_text
+from xrouter_tui.commands.terminal import json_text
 from xrouter_tui.ledger import Spending, local_time, payments_csv
 from xrouter_tui.payments import Network, find_network, format_usd, short_address
+from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
 from xrouter_tui.store import StoredPayment
 
 __all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]
@@ -31,7 +34,7 @@ def spend_json(spending: Spending) -> str:
         ],
         "payments": [_payment(p) for p in spending.payments],
     }
-    return json.dumps(document, indent=2, ensure_ascii=False)
+    return json_text(document)
 
 
 def spend_csv(spending: Spending) -> str:
@@ -60,7 +63,7 @@ def not_counted_note(elsewhere: Sequence[StoredPayment], demo_network: Network) 
     if not elsewhere:
         return None
     names = sorted({p.network for p in elsewhere})
-    labels = [network.label if (network := find_network(n)) else n for n in names]
+    labels = [network.label if (network := find_network(n)) else one_line(n) for n in names]
     count = f"{len(elsewhere)} payment{'s' if len(elsewhere) != 1 else ''}"
     note = f"Not counted: {count} on {', '.join(labels)}, not in allowed_networks"
     if demo_network.v1_name in names:
@@ -77,16 +80,16 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
     if spending.uncertain_usd > 0:
         totals += f" · {format_usd(spending.uncertain_usd)} of unknown outcome"
     models = [("MODEL", "PAYMENTS", "SPENT")]
-    models += [(s.model, str(s.payments), format_usd(s.usd)) for s in spending.by_model]
+    models += [(one_line(s.model), str(s.payments), format_usd(s.usd)) for s in spending.by_model]
     payments = [("TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX")]
     payments += [
         (
             local_time(p.created),
-            p.model or "(unknown model)",
+            one_line(p.model) or "(unknown model)",
             format_usd(p.amount_usd),
-            p.status,
-            p.network,
-            short_address(p.tx) if p.tx else "-",
+            one_line(p.status),
+            one_line(p.network),
+            _tx(p.tx),
         )
         for p in spending.payments
     ]
@@ -95,6 +98,14 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
         blocks.append(text_table(models, right={1, 2}))
     blocks.append(text_table(payments, right={2}))
     return blocks
+
+
+def _tx(tx: str | None) -> str:
+    """A transaction as the table shows it: shortened when it is a hash, else said so."""
+    if not tx:
+        return "-"
+    valid = valid_tx(tx)
+    return short_address(valid) if valid else MALFORMED
 
 
 def _payment(p: StoredPayment) -> dict[str, Any]:

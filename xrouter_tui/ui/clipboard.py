@@ -14,7 +14,11 @@ from collections.abc import Mapping
 
 from markdown_it import MarkdownIt
 
-__all__ = ["clipboard_command", "copy_with_system_tool", "last_code_block"]
+__all__ = ["child_environment", "clipboard_command", "copy_with_system_tool", "last_code_block"]
+
+# The program's own variables: the wallet key, the proxy's token and the rest. A clipboard tool
+# needs none of them, and what a child process is given it may log or pass on.
+_OWN_PREFIX = "XROUTER_"
 
 
 def clipboard_command(env: Mapping[str, str] = os.environ) -> list[str] | None:
@@ -34,8 +38,17 @@ def clipboard_command(env: Mapping[str, str] = os.environ) -> list[str] | None:
     return None
 
 
-async def copy_with_system_tool(text: str, command: list[str] | None) -> bool:
-    """Give `text` to the clipboard tool; True when it took it."""
+def child_environment(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`env` without the program's own variables (`XROUTER_PRIVATE_KEY` above all): what a
+    child process such as a clipboard tool is given."""
+    return {name: value for name, value in env.items() if not name.startswith(_OWN_PREFIX)}
+
+
+async def copy_with_system_tool(
+    text: str, command: list[str] | None, env: Mapping[str, str] = os.environ
+) -> bool:
+    """Give `text` to the clipboard tool, run without the program's secrets in its
+    environment; True when it took it."""
     if command is None:
         return False
     try:
@@ -44,6 +57,7 @@ async def copy_with_system_tool(text: str, command: list[str] | None) -> bool:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
+            env=child_environment(env),
         )
         await asyncio.wait_for(process.communicate(text.encode("utf-8")), timeout=3)
     except (OSError, TimeoutError):
