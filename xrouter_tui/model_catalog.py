@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from xrouter_tui import safe_json
 from xrouter_tui.api import ModelInfo, parse_models
 from xrouter_tui.config import ensure_private_dir
 
@@ -100,7 +101,7 @@ class ModelCatalog:
 
     def _read(self) -> dict[str, Any]:
         try:
-            document = json.loads(self.path.read_text(encoding="utf-8"))
+            document = safe_json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         return document if isinstance(document, dict) else {}
