@@ -111,6 +111,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds a stall fault lasts (default 30)",
     )
+    parser.add_argument(
+        "--huge-bytes",
+        type=_non_negative(int),
+        default=DevServerConfig.huge_bytes,
+        metavar="N",
+        help="bytes the huge-* faults and endless-line send (default 16 MiB)",
+    )
+    parser.add_argument(
+        "--drip-seconds",
+        type=_non_negative(float),
+        default=DevServerConfig.drip_seconds,
+        metavar="S",
+        help="seconds between the lines or bytes of a drip-* fault (default 2)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> DevServerConfig:
@@ -126,6 +140,8 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         fault_after=getattr(args, "fault_after", defaults.fault_after),
         stall_seconds=getattr(args, "stall", defaults.stall_seconds),
         models_shape=getattr(args, "models_shape", defaults.models_shape),
+        huge_bytes=getattr(args, "huge_bytes", defaults.huge_bytes),
+        drip_seconds=getattr(args, "drip_seconds", defaults.drip_seconds),
     )
 
 
@@ -143,7 +159,7 @@ def _non_negative(kind: type[int] | type[float]) -> Callable[[str], int | float]
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
+        if not value >= 0:  # NaN too
             raise argparse.ArgumentTypeError(f"must be zero or more: {text}")
         return value
 

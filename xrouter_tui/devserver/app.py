@@ -5,8 +5,8 @@ The configuration is read on every request, so a test can switch faults while th
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,15 +15,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from xrouter_tui.devserver import x402
+from xrouter_tui import safe_json
+from xrouter_tui.devserver import hostile, x402
 from xrouter_tui.devserver.catalog import DEFAULT_MODEL, MODELS, Model, find_model, price_request
 from xrouter_tui.devserver.reply import make_reply
-from xrouter_tui.devserver.state import AcceptedPayment, DevServerConfig, DevServerState
+from xrouter_tui.devserver.state import (
+    RECEIPT_FAULTS,
+    AcceptedPayment,
+    DevServerConfig,
+    DevServerState,
+)
 from xrouter_tui.devserver.stream import (
     Answer,
+    DrippedHead,
     DroppedConnection,
     EventStream,
     frame,
+    hostile_stream,
+    padded_response,
     stream_events,
 )
 from xrouter_tui.devserver.verify import NONCE_ALREADY_USED, PaymentCheck, verify_payment
@@ -81,39 +90,21 @@ class _Handlers:
         self.state = state
 
     async def models(self, request: Request) -> Response:
-        if self.config.models_shape == "openai":
-            return JSONResponse(
-                {
-                    "object": "list",
-                    "data": [
-                        {
-                            "id": model.id,
-                            "object": "model",
-                            "created": model.created,
-                            "owned_by": model.provider,
-                            "name": model.name,
-                            "context_length": model.context_length,
-                            "pricing": _pricing(model),
-                        }
-                        for model in MODELS
-                    ],
-                }
-            )
-        return JSONResponse(
-            {
-                "total": len(MODELS),
-                "models": [
-                    {
-                        "id": model.id,
-                        "name": model.name,
-                        "description": model.description,
-                        "context_length": model.context_length,
-                        "pricing": _pricing(model),
-                    }
-                    for model in MODELS
-                ],
-            }
-        )
+        config = self.config
+        faults = frozenset(config.faults)
+        if "drip-headers" in faults:
+            head = hostile.dripped_head({"Content-Type": "application/json"})
+            return DrippedHead(head, config.drip_seconds)
+        if "nested-models" in faults:
+            return Response(hostile.nested_json(), media_type="application/json")
+        models = hostile.escaped_models(MODELS) if "escape-models" in faults else MODELS
+        document = _models_document(models, config.models_shape)
+        if "huge-models" in faults:
+            # In the first model's description (added to the OpenAI shape, which has none).
+            entries = document["data" if config.models_shape == "openai" else "models"]
+            entries[0]["description"] = hostile.FILLER_MARKER
+            return padded_response(document, config.huge_bytes, whole=True)
+        return JSONResponse(document)
 
     async def estimate(self, request: Request) -> Response:
         try:
@@ -139,6 +130,15 @@ class _Handlers:
     async def chat(self, request: Request) -> Response:
         config, state = self.config, self.state
         faults = frozenset(config.faults)
+        if "no-read" in faults:
+            # Not a byte of the body is read: a big request fills the socket buffers and the
+            # client's write stalls.
+            await asyncio.sleep(config.stall_seconds)
+            return JSONResponse(
+                {"error": {"message": "The router stopped waiting for the request"}},
+                503,
+                headers={"Connection": "close"},
+            )
         try:
             chat = _parse_chat(await request.body())
         except _BadRequest as exc:
@@ -146,11 +146,15 @@ class _Handlers:
             return _bad_request(exc)
         price = price_request(chat.model, chat.messages, chat.max_tokens)
         resource = str(request.url.replace(query=""))
-        offer = x402.offer(config, price, resource)
+        about = x402.description(price)
+        if "escape-challenge" in faults:
+            about = f"{about} {hostile.HOSTILE_TEXT}"
+        # The offer a payment is checked against is the one sent, hostile description and all.
+        offer = x402.offer(config, price, resource, about, "escape-challenge" in faults)
         header = x402.payment_header(request, config.x402_version)
         if header is None:
             state.count("unpaid_requests")
-            return x402.unpaid_response(config, faults, offer, resource, x402.description(price))
+            return x402.unpaid_response(config, faults, offer, resource, about)
 
         state.count("paid_requests")
         if "stall-first-byte" in faults:
@@ -163,16 +167,20 @@ class _Handlers:
             check = PaymentCheck(NONCE_ALREADY_USED)
         if not check.ok:
             state.record_rejection(check.error or "")
-            return x402.challenge(offer, resource, x402.description(price), error=check.error)
+            return x402.challenge(offer, resource, about, error=check.error)
 
         assert check.payer is not None and check.nonce is not None and check.amount is not None
         network = offer.requirement["network"]
+        transaction = x402.transaction_hash(check.nonce)
+        for fault in RECEIPT_FAULTS:
+            if fault in faults:
+                transaction = hostile.hostile_transaction(fault, transaction)
         payment = AcceptedPayment(
             payer=check.payer,
             amount=check.amount,
             nonce=check.nonce,
             network=network,
-            transaction=x402.transaction_hash(check.nonce),
+            transaction=transaction,
             model=chat.model.id,
             messages=tuple(chat.messages),
         )
@@ -183,14 +191,58 @@ class _Handlers:
         headers = (
             {} if "no-receipt" in faults else x402.receipt_header(config.x402_version, payment)
         )
+        if "drip-headers" in faults:
+            head = hostile.dripped_head({"Content-Type": "text/event-stream", **headers})
+            return DrippedHead(head, config.drip_seconds)
         reply = make_reply(chat.prompt, chat.model.id, config.reply_deltas, config.reply_bytes)
+        if "escape-answer" in faults:
+            reply = hostile.escaped_reply(reply)
         answer = Answer.build(chat, reply, price)
+        hostile_chunks = hostile_stream(answer, config, faults)
+        if hostile_chunks is not None:
+            return EventStream(hostile_chunks, headers, state)
+        if "huge-json-answer" in faults:
+            document = answer.completion()
+            document["choices"][0]["message"]["content"] = hostile.FILLER_MARKER
+            return padded_response(document, config.huge_bytes, whole=False, headers=headers)
         if chat.stream and "ignore-stream" not in faults:
             chunks = frame(stream_events(answer, config, faults), faults)
             return EventStream(chunks, headers, state)
         return JSONResponse(
             answer.completion(top_level="top-level-content" in faults), headers=headers
         )
+
+
+def _models_document(models: Sequence[Model], shape: str) -> dict[str, Any]:
+    if shape == "openai":
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": model.id,
+                    "object": "model",
+                    "created": model.created,
+                    "owned_by": model.provider,
+                    "name": model.name,
+                    "context_length": model.context_length,
+                    "pricing": _pricing(model),
+                }
+                for model in models
+            ],
+        }
+    return {
+        "total": len(models),
+        "models": [
+            {
+                "id": model.id,
+                "name": model.name,
+                "description": model.description,
+                "context_length": model.context_length,
+                "pricing": _pricing(model),
+            }
+            for model in models
+        ],
+    }
 
 
 def _pricing(model: Model) -> dict[str, float]:
@@ -211,7 +263,7 @@ def _bad_request(exc: _BadRequest) -> Response:
 
 def _parse_chat(raw: bytes) -> ChatRequest:
     try:
-        body = json.loads(raw)
+        body = safe_json.loads(raw)
     except ValueError:
         raise _BadRequest("The request body is not valid JSON") from None
     if not isinstance(body, dict):

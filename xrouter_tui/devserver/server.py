@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from xrouter_tui.devserver.app import create_app
+from xrouter_tui.devserver.hostile import RAW_TRANSPORT
 from xrouter_tui.devserver.state import DevServerConfig, DevServerState
 from xrouter_tui.serving import bind, is_loopback, url_of
 
@@ -140,6 +144,23 @@ def _warn_if_exposed(host: str) -> None:
         )
 
 
+class _TransportInScope(H11Protocol):
+    """uvicorn's h11 protocol, which also gives each request its connection's transport (in
+    scope["extensions"] under RAW_TRANSPORT): the drip-headers fault writes a response head a
+    line at a time, which ASGI cannot.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        app = self.app
+
+        async def with_transport(scope: Any, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})[RAW_TRANSPORT] = transport
+            await app(scope, receive, send)
+
+        self.app = with_transport
+
+
 def _uvicorn_config(
     config: DevServerConfig,
     state: DevServerState,
@@ -157,5 +178,7 @@ def _uvicorn_config(
         access_log=False,
         lifespan="off",
         ws="none",
+        # h11, always: this subclass of its protocol puts the transport in the scope.
+        http=_TransportInScope,
         timeout_graceful_shutdown=_GRACEFUL_SECONDS,
     )

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_REJECT_REASON",
     "FAULTS",
     "MODELS_SHAPES",
+    "RECEIPT_FAULTS",
     "AcceptedPayment",
     "DevServerConfig",
     "DevServerState",
@@ -43,13 +44,37 @@ FAULTS: dict[str, str] = {
     "bad-challenge-header": "the PAYMENT-REQUIRED header is not base64 JSON",
     "ignore-stream": "a paid streaming request gets a plain JSON completion",
     "top-level-content": "a plain JSON completion puts its text in a top-level content field",
+    # Hostile routers: what no client may pass to a terminal or a spreadsheet.
+    "escape-answer": "terminal escape sequences in the answer's content and reasoning deltas",
+    "escape-models": "escape sequences in /v1/models names and descriptions, and in one model id",
+    "escape-error": "the unpaid request gets error_status with escape sequences in its message",
+    "escape-challenge": "escape sequences in the 402's error and descriptions (still payable)",
+    "escape-midstream-error": "a mid-stream error whose message carries escape sequences",
+    "escape-receipt": "escape sequences after the receipt's transaction hash",
+    "receipt-newline": "CR LF and NUL in the receipt's transaction",
+    "receipt-u2028": "U+2028 (a line separator) in the receipt's transaction",
+    "formula-receipt": "the receipt's transaction is a spreadsheet formula",
+    # Hostile routers: what no client may let crash it, hold it, or fill its memory.
+    "nested-models": "/v1/models is JSON arrays nested 100,000 deep",
+    "nested-challenge": "the 402 nests JSON past any stack: v1 its body, v2 its PAYMENT-REQUIRED",
+    "nested-stream": "after payment, one SSE data line of deeply nested JSON, then the end",
+    "endless-line": "after payment, an SSE 'data: ' line of huge_bytes that never ends",
+    "huge-answer": "after payment, an SSE stream of valid deltas totalling huge_bytes of text",
+    "huge-json-answer": "after payment, a JSON completion (even if streamed) of huge_bytes",
+    "huge-models": "/v1/models is a valid JSON document of huge_bytes",
+    "huge-error": "the unpaid request gets error_status with a JSON error of huge_bytes",
+    "drip-headers": "the paid response's and /v1/models' head, one line every drip_seconds",
+    "drip-stream": "after payment, one byte of a data line every drip_seconds, no line ever ends",
+    "no-read": "the chat endpoint never reads the request body, for stall_seconds",
 }
+RECEIPT_FAULTS = ("escape-receipt", "receipt-newline", "receipt-u2028", "formula-receipt")
 
 # Made up: payments to the dev server are verified but never settled, so nothing reaches it.
 DEFAULT_PAY_TO = "0x402D3F5E7A1B9c8D6e4F20314253647586970a1B"
 DEFAULT_REJECT_REASON = "invalid_exact_evm_insufficient_balance"
 MODELS_SHAPES = ("xrouter", "openai")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_NON_NEGATIVE = ("delta_delay", "stall_seconds", "fault_after", "huge_bytes", "drip_seconds")
 
 
 @dataclass
@@ -70,6 +95,9 @@ class DevServerConfig:
     reject_reason: str = DEFAULT_REJECT_REASON
     error_status: int = 503
     models_shape: str = "xrouter"
+    # What the huge-* faults and endless-line send, and how slowly the drip-* faults send it.
+    huge_bytes: int = 16 * 1024 * 1024
+    drip_seconds: float = 2.0
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, not only in __init__: tests reconfigure a running server.
@@ -107,7 +135,8 @@ def _checked(name: str, value: Any) -> Any:
         raise ValueError(f"models_shape must be one of {', '.join(MODELS_SHAPES)}")
     if name in ("reply_deltas", "reply_bytes") and value is not None and value < 0:
         raise ValueError(f"{name} must be zero or more")
-    if name in ("delta_delay", "stall_seconds", "fault_after") and value < 0:
+    # `not >= 0` refuses NaN as well: a drip or a stall of NaN seconds has no meaning.
+    if name in _NON_NEGATIVE and not value >= 0:
         raise ValueError(f"{name} must be zero or more")
     return value
 

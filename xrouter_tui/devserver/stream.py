@@ -1,5 +1,6 @@
 """The dev server's answer to a paid chat request, as one JSON completion or as an SSE stream.
-The stream-level faults (framing, mid-stream errors, drops and stalls) are applied here.
+The stream-level faults (framing, mid-stream errors, drops and stalls) are applied here, and the
+hostile ones: streams too big, too deep or too slow, and a response head dripped a line at a time.
 """
 
 from __future__ import annotations
@@ -8,13 +9,16 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
+from xrouter_tui.devserver import hostile
 from xrouter_tui.devserver.catalog import PriceEstimate
+from xrouter_tui.devserver.hostile import HOSTILE_TEXT
 from xrouter_tui.devserver.reply import Reply
 from xrouter_tui.devserver.state import DevServerConfig, DevServerState
 from xrouter_tui.serving import COMPLETED, LEFT, WatchedStream
@@ -22,7 +26,16 @@ from xrouter_tui.serving import COMPLETED, LEFT, WatchedStream
 if TYPE_CHECKING:
     from xrouter_tui.devserver.app import ChatRequest
 
-__all__ = ["Answer", "DroppedConnection", "EventStream", "frame", "stream_events"]
+__all__ = [
+    "Answer",
+    "DrippedHead",
+    "DroppedConnection",
+    "EventStream",
+    "frame",
+    "hostile_stream",
+    "padded_response",
+    "stream_events",
+]
 
 # Piece sizes for the `split` fault; uneven so that boundaries land everywhere in lines and
 # multi-byte characters over a stream.
@@ -152,6 +165,11 @@ async def stream_events(
                     }
                 )
                 return
+            if "escape-midstream-error" in faults:
+                yield _data(
+                    {"error": {"message": HOSTILE_TEXT, "type": "upstream_error", "code": 502}}
+                )
+                return
             if "truncate" in faults:
                 return
             if "disconnect" in faults:
@@ -225,3 +243,103 @@ class EventStream(WatchedStream):
             self._state.count("completed_streams")
         elif how == LEFT:
             self._state.count("disconnects")
+
+
+def hostile_stream(
+    answer: Answer, config: DevServerConfig, faults: frozenset[str]
+) -> AsyncGenerator[bytes, None] | None:
+    """The body of a hostile stream fault, streamed whether or not the request asked; None
+    when no such fault is on. Each is made as it is sent: memory stays one piece, whatever
+    `huge_bytes` says.
+    """
+    if "endless-line" in faults:
+        return _pieces(hostile.endless_line(config.huge_bytes))
+    if "drip-stream" in faults:
+        return _dripped(hostile.dripped_line(), config.drip_seconds)
+    if "nested-stream" in faults:
+        return frame(_nested_events(), faults)
+    if "huge-answer" in faults:
+        return frame(_huge_events(answer, config.huge_bytes), faults)
+    return None
+
+
+def padded_response(
+    document: Mapping[str, Any],
+    size: int,
+    *,
+    whole: bool,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> WatchedStream:
+    """`document` as a JSON response made huge by `hostile.padded_json`, sent a piece at a time
+    (chunked: no Content-Length lets a client refuse it before reading).
+    """
+    return WatchedStream(
+        _pieces(hostile.padded_json(document, size, whole=whole)),
+        headers={"Content-Type": "application/json", **(headers or {})},
+        status=status,
+    )
+
+
+async def _pieces(pieces: Iterable[bytes]) -> AsyncGenerator[bytes, None]:
+    for piece in pieces:
+        yield piece
+
+
+async def _dripped(data: bytes, seconds: float) -> AsyncGenerator[bytes, None]:
+    for index in range(len(data)):
+        if index:
+            await asyncio.sleep(seconds)
+        yield data[index : index + 1]
+
+
+async def _nested_events() -> AsyncGenerator[str, None]:
+    yield "data: " + hostile.nested_json().decode("ascii")
+
+
+async def _huge_events(answer: Answer, size: int) -> AsyncGenerator[str, None]:
+    # Many short lines, each a valid delta: only a limit on the whole answer stops this one.
+    delta: dict[str, str] = {"role": "assistant"}
+    for piece in hostile.filler(size):
+        yield answer.chunk({**delta, "content": piece})
+        delta = {}
+    yield answer.chunk({}, "stop")
+    yield "data: [DONE]"
+
+
+class DrippedHead:
+    """A response whose head comes one line every `seconds` and never ends: the connection is
+    dropped after the last line. ASGI sends a head in one piece, so the lines are written on the
+    connection's transport, which the dev server's HTTP protocol puts in the scope.
+    """
+
+    def __init__(self, lines: Iterable[bytes], seconds: float) -> None:
+        self.lines = lines
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        transport = scope.get("extensions", {}).get(hostile.RAW_TRANSPORT)
+        if transport is None:
+            # Served by something else than the dev server's own protocol: no socket to drip on.
+            response = PlainTextResponse("drip-headers needs the dev server's HTTP protocol", 501)
+            await response(scope, receive, send)
+            return
+        left = asyncio.create_task(_disconnected(receive))
+        try:
+            for index, line in enumerate(self.lines):
+                if index:
+                    await asyncio.wait((left,), timeout=self.seconds)
+                if left.done() or transport.is_closing():
+                    break
+                transport.write(line)
+        finally:
+            # Aborted, not closed: a close waits to flush to a client that may never read.
+            transport.abort()
+            # A request that returns without a response gets uvicorn's own 500, unless it has
+            # seen the connection go: it has once receive() says so.
+            await left
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

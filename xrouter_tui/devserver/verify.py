@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +16,7 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address
 
+from xrouter_tui import safe_json
 from xrouter_tui.payments.networks import Network
 
 __all__ = [
@@ -186,7 +186,7 @@ def _decode(header: str) -> dict[str, Any]:
     text += "=" * (-len(text) % 4)
     try:
         raw = base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
-        document = json.loads(raw)
+        document = safe_json.loads(raw)
     except (binascii.Error, ValueError) as exc:
         raise _Unreadable from exc
     if not isinstance(document, dict):

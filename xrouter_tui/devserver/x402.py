@@ -14,7 +14,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from xrouter_tui.devserver.catalog import PriceEstimate
+from xrouter_tui.devserver.hostile import FILLER_MARKER, HOSTILE_TEXT, nested_header, nested_json
 from xrouter_tui.devserver.state import AcceptedPayment, DevServerConfig
+from xrouter_tui.devserver.stream import padded_response
 from xrouter_tui.devserver.verify import Offer
 
 __all__ = [
@@ -32,7 +34,16 @@ def description(price: PriceEstimate) -> str:
     return f"Chat completion with {price.model.id}, up to {price.output_tokens} output tokens"
 
 
-def offer(config: DevServerConfig, price: PriceEstimate, resource: str) -> Offer:
+def offer(
+    config: DevServerConfig,
+    price: PriceEstimate,
+    resource: str,
+    about: str,
+    describe_v2: bool = False,
+) -> Offer:
+    """What the server asks for; `about` is v1's description. v2 requirements carry none, unless
+    `describe_v2` (a hostile router adds fields; the client must echo them and pay).
+    """
     network = config.resolved_network
     asset = network.usdc
     extra = {"name": asset.eip712_name, "version": asset.eip712_version}
@@ -42,7 +53,7 @@ def offer(config: DevServerConfig, price: PriceEstimate, resource: str) -> Offer
             "network": network.v1_name,
             "maxAmountRequired": str(price.atomic),
             "resource": resource,
-            "description": description(price),
+            "description": about,
             "mimeType": "application/json",
             "payTo": config.pay_to,
             "maxTimeoutSeconds": config.max_timeout_seconds,
@@ -60,6 +71,8 @@ def offer(config: DevServerConfig, price: PriceEstimate, resource: str) -> Offer
             "maxTimeoutSeconds": config.max_timeout_seconds,
             "extra": extra,
         }
+        if describe_v2:
+            requirement["description"] = about
     return Offer(config.x402_version, network, requirement)
 
 
@@ -121,18 +134,38 @@ def unpaid_response(
             {"error": {"message": "The upstream provider is unavailable", "code": 503}},
             config.error_status,
         )
+    if "escape-error" in faults:
+        return JSONResponse(
+            {"error": {"message": f"Upstream failed: {HOSTILE_TEXT}", "code": config.error_status}},
+            config.error_status,
+        )
+    if "huge-error" in faults:
+        # The message first, so a client that reads only the start still has it.
+        error = {
+            "message": "The upstream provider is unavailable",
+            "code": config.error_status,
+            "detail": FILLER_MARKER,
+        }
+        return padded_response(
+            {"error": error}, config.huge_bytes, whole=True, status=config.error_status
+        )
     if "http-error-text" in faults:
         return PlainTextResponse("Service temporarily unavailable", config.error_status)
     if "bad-challenge-json" in faults:
         return PlainTextResponse("Payment required", 402)
     if "bad-challenge-no-accepts" in faults:
         return JSONResponse({"x402Version": 1, "error": "no route", "accepts": []}, 402)
+    if "nested-challenge" in faults:
+        if offer.x402_version == 1:
+            return Response(nested_json(), 402, media_type="application/json")
+        return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": nested_header()})
     if "bad-challenge-header" in faults:
         return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": "%%% not base64 json %%%"})
     if "bad-challenge-amount" in faults:
         key = "maxAmountRequired" if offer.x402_version == 1 else "amount"
         offer = Offer(offer.x402_version, offer.network, {**offer.requirement, key: "12.5"})
-    return challenge(offer, resource, description)
+    error = f"Payment required {HOSTILE_TEXT}" if "escape-challenge" in faults else None
+    return challenge(offer, resource, description, error=error)
 
 
 def transaction_hash(nonce: str) -> str:
