@@ -39,9 +39,8 @@ NASTY = {
     "bidi override": "\u202e",
     "bidi isolate": "\u2066",
 }
-UNSAFE = ("\x1b", "\x07", "\x08", "\x00", "\x7f", "\u202e", "\u2066") + tuple(
-    chr(c) for c in range(0x80, 0xA0)
-)
+C1 = tuple(chr(c) for c in range(0x80, 0xA0))
+UNSAFE = ("\x1b", "\x07", "\x08", "\x00", "\x7f", "\u202e", "\u2066", *C1)
 
 
 def assert_safe(text: str) -> None:
