@@ -7,17 +7,21 @@ session budget counts what it paid since it started, the daily budget every proc
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import signal
 import socket
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import IO
 
 import uvicorn
 from eth_account.signers.local import LocalAccount
 from uvicorn.config import LOGGING_CONFIG
 
-from xrouter_tui.api import ModelInfo, RouterClient, Timeouts
+from xrouter_tui.api import Limits, ModelInfo, RouterClient, Timeouts
 from xrouter_tui.config import Settings
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import Network, SpendingPolicy, format_usd, short_address
@@ -37,8 +41,10 @@ __all__ = [
 
 DEFAULT_PORT = 8403
 TOKEN_VARIABLE = "XROUTER_PROXY_TOKEN"
-# Short, so Ctrl+C does not wait long on a client that keeps a stream open.
-_GRACEFUL_SECONDS = 3
+# Short, so Ctrl+C (or SIGTERM) does not wait long on a client that keeps a stream open: open
+# streams are then cut and their answers kept as stopped (the app's lifespan waits at most a
+# second more for them), so the proxy is gone within a few seconds whatever its clients do.
+_GRACEFUL_SECONDS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,13 +126,63 @@ def serve(
     app = create_proxy_app(
         setup, token=token, exposed=not is_loopback(options.host), on_ready=ready
     )
+    debug = bool(env.get("XROUTER_DEBUG"))
+    quiet = _OneLineErrors()
     try:
-        server = uvicorn.Server(_uvicorn_config(app, sock, debug=bool(env.get("XROUTER_DEBUG"))))
-        # uvicorn re-raises the Ctrl+C it already handled gracefully.
-        with contextlib.suppress(KeyboardInterrupt):
+        config = _uvicorn_config(app, sock, debug=debug)
+        server = _Server(config, on_exit=setup.stop_soon)
+        if not debug:
+            # Added after uvicorn configured its loggers (when the Config was made).
+            logging.getLogger("uvicorn.error").addFilter(quiet)
+        # uvicorn re-raises the Ctrl+C (and the SIGTERM) it already handled gracefully.
+        with _sigterm_as_ctrl_c(), contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
     finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)
         sock.close()
+
+
+class _OneLineErrors(logging.Filter):
+    """uvicorn logs an error of the app (or a stream it cancelled at shutdown) with its
+    traceback: the proxy's log says it in one line instead, unless XROUTER_DEBUG asks for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app the moment it is asked to stop: open streams and
+    requests waiting for the router then end at once, instead of being cancelled (and logged
+    as tracebacks) after the graceful shutdown timeout."""
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._on_exit()
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM ends the proxy as Ctrl+C does. uvicorn shuts down gracefully on either, then
+    raises the signal again under the handler it found: by default SIGTERM would then kill
+    the process before the history is closed and the command exits 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread; a test's thread keeps the default
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _setup(
@@ -137,8 +193,14 @@ def _setup(
     )
     return ProxySetup(
         client=RouterClient(
-            router.base_url, account=router.account, policy=policy, timeouts=router.timeouts
+            router.base_url,
+            account=router.account,
+            policy=policy,
+            timeouts=router.timeouts,
+            limits=Limits.of(settings),
         ),
+        limits=Limits.of(settings),
+        max_request_bytes=settings.proxy_max_request_bytes,
         ledger=Ledger(
             store,
             router.networks,

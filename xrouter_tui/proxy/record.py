@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from xrouter_tui.api import Usage, error_text, read_chunk
+from xrouter_tui.api import Limits, Usage, error_text, read_chunk
 from xrouter_tui.commands.journal import TurnJournal
 from xrouter_tui.proxy.wire import ProxyRequest
 from xrouter_tui.store import Store
@@ -24,18 +25,35 @@ __all__ = ["ProxyHistory", "StreamTap"]
 
 # Conversations the proxy remembers how to continue (the most recent ones).
 _REMEMBERED = 512
+# The line ends of server-sent events: CR LF, LF or CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_CR, _LF = 0x0D, 0x0A
 
 
 class StreamTap:
-    """Reads an SSE chat stream from the bytes passed on: the answer's text, usage, finish."""
+    """Reads an SSE chat stream from the bytes passed on: the answer's text, usage, finish.
 
-    def __init__(self) -> None:
+    Within the limits the client keeps (`Limits`): a line longer than `line_bytes` or an
+    answer longer than `answer_bytes` ends the reading, with `failure` saying which limit it
+    was; the text read until then stays. An event's data lines count as one line (it is one
+    JSON document). What is held at any time is one unfinished line and the event's data (each
+    at most `line_bytes`), and what was fed since the last read.
+    """
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self._pending = bytearray()
+        # The start of a line whose end has not been read yet.
+        self._line = bytearray()
         self._data: list[str] = []
+        self._data_size = 0
+        self._size = 0
         self.parts: list[str] = []
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.error: str | None = None
+        # A limit the stream went past (in words that name the setting); nothing more is read.
+        self.failure: str | None = None
         self.done = False
         self.skipped = 0
 
@@ -46,10 +64,15 @@ class StreamTap:
     @property
     def complete(self) -> bool:
         """The router said the answer is whole: `[DONE]` or a finish reason, and no error."""
-        return self.error is None and (self.done or self.finish_reason is not None)
+        return (
+            self.error is None
+            and self.failure is None
+            and (self.done or self.finish_reason is not None)
+        )
 
     def feed(self, chunk: bytes) -> None:
-        self._pending += chunk
+        if self.failure is None:
+            self._pending += chunk
 
     @property
     def unread(self) -> int:
@@ -57,35 +80,84 @@ class StreamTap:
         return len(self._pending)
 
     def read(self, *, final: bool = False, limit: int | None = None) -> str:
-        """Read the complete lines fed so far (all of them when `final`; those within the first
-        `limit` bytes, when given); the new text."""
+        """Read what was fed so far (the first `limit` bytes of it, when given: a long stream
+        is read in slices); the new text. The start of a line not ended yet is kept for the
+        next read, unless `final` (the stream is over)."""
         pending = self._pending
-        if limit is not None and len(pending) > limit:
-            cut = pending.rfind(b"\n", 0, limit) + 1
-        else:
-            cut = len(pending) if final else pending.rfind(b"\n") + 1
-        if cut <= 0:
-            return ""
-        lines = bytes(pending[:cut]).splitlines()  # bytes: \r\n, \r or \n, nothing else
-        del pending[:cut]
+        size = len(pending) if limit is None else min(max(limit, 1), len(pending))
+        if size and pending[size - 1] == _CR:
+            if size < len(pending):
+                size += pending[size] == _LF  # CR LF is one line end: never cut between them
+            elif not final:
+                size -= 1  # perhaps the first half of CR LF: the next piece tells
+        piece = bytes(pending[:size])
+        del pending[:size]
         start = len(self.parts)
-        for raw in lines:
-            if not raw:
+        position = 0
+        for end in _LINE_END.finditer(piece):
+            if self.failure is not None:
+                break
+            self._line_ended(piece[position : end.start()])
+            position = end.end()
+        if self.failure is None:
+            self._line += piece[position:]
+            if len(self._line) > self.limits.line_bytes:
+                self._fail_line()
+            elif final:
+                if self._line:
+                    self._line_ended(b"")
                 self._dispatch()
-                continue
-            line = raw.decode("utf-8", "replace")
-            name, _, value = line.partition(":")
-            if name == "data":
-                self._data.append(value[1:] if value.startswith(" ") else value)
-        if final:
-            self._dispatch()
         return "".join(self.parts[start:])
+
+    def _line_ended(self, tail: bytes) -> None:
+        if self._line:
+            raw = bytes(self._line) + tail
+            self._line.clear()
+        else:
+            raw = tail
+        if len(raw) > self.limits.line_bytes:
+            self._fail_line()
+            return
+        if not raw:
+            self._dispatch()
+            return
+        name, _, value = raw.partition(b":")
+        if name == b"data":
+            self._data_size += len(value)
+            if self._data_size > self.limits.line_bytes:
+                self._fail_line()
+                return
+            # Lines end only at CR or LF, never inside a UTF-8 sequence: safe to decode.
+            self._data.append(value.removeprefix(b" ").decode("utf-8", "replace"))
+
+    def fail_line(self) -> str:
+        """A line is past max_line_bytes, as whoever passes the stream on counted: read what
+        was fed before it (whole lines keep their text), and stop there; the new text."""
+        text = self.read() if self.failure is None else ""
+        if self.failure is None:
+            self._fail_line()
+        return text
+
+    def _fail_line(self) -> None:
+        limit = self.limits.line_bytes
+        self._stop(
+            f"A line of the router's stream is longer than max_line_bytes ({limit:,} bytes): "
+            "the answer was cut there."
+        )
+
+    def _stop(self, failure: str) -> None:
+        self.failure = failure
+        self._pending.clear()
+        self._line.clear()
+        self._data.clear()
+        self._data_size = 0
 
     def _dispatch(self) -> None:
         if not self._data:
             return
         data = "\n".join(self._data)
         self._data.clear()
+        self._data_size = 0
         if data == "[DONE]":
             self.done = True
             return
@@ -95,6 +167,24 @@ class StreamTap:
             return
         if chunk.error:
             self.error = error_text(chunk.error)
+        for piece in (chunk.reasoning, chunk.text):
+            if piece:
+                self._size += len(piece.encode("utf-8", "replace"))
+        if self._size > self.limits.answer_bytes:
+            if chunk.text:  # what fits is kept
+                room = len(chunk.text.encode("utf-8", "replace")) - (
+                    self._size - self.limits.answer_bytes
+                )
+                if room > 0:
+                    self.parts.append(
+                        chunk.text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore")
+                    )
+            limit = self.limits.answer_bytes
+            self._stop(
+                f"The answer is longer than max_answer_bytes ({limit:,} bytes): the rest was "
+                "not passed on."
+            )
+            return
         if chunk.text:
             self.parts.append(chunk.text)
         if chunk.usage is not None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
+from xrouter_tui import safe_json
 from xrouter_tui.api import Completion
 
 __all__ = [
@@ -73,7 +74,7 @@ def read_request(
     user's settings, for fields the client left out: a client that names no `max_tokens` is
     not charged up front for X-Router's 4096."""
     try:
-        document = json.loads(raw)
+        document = safe_json.loads(raw)
     except ValueError:
         raise ProxyError(400, "The request body is not valid JSON.") from None
     if not isinstance(document, dict):
