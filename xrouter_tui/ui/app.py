@@ -12,16 +12,18 @@ from eth_account.signers.local import LocalAccount
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import TextArea
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.api import ModelInfo, RouterClient, RouterError, Timeouts
+from xrouter_tui.api import Limits, ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
 from xrouter_tui.payments import Network, Quote, SpendingPolicy, format_usd
 from xrouter_tui.pricing import PriceGuide
+from xrouter_tui.safe_text import MALFORMED, one_line, terminal_text, valid_tx
 from xrouter_tui.store import Store, StoreError
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
 from xrouter_tui.ui.history import export_conversation, open_history
@@ -117,11 +119,8 @@ class ChatApp(App[None]):
             policy=SpendingPolicy(
                 networks=router.networks, max_per_request_usd=settings.max_per_request_usd
             ),
-            timeouts=Timeouts(
-                connect=settings.connect_timeout,
-                first_byte=settings.first_byte_timeout,
-                idle=settings.idle_timeout,
-            ),
+            timeouts=Timeouts.of(settings),
+            limits=Limits.of(settings),
         )
         # Prices of the prompt as typed, corrected by the router's own quotes.
         self.price_guide = PriceGuide()
@@ -142,6 +141,26 @@ class ChatApp(App[None]):
 
     def get_default_screen(self) -> Screen:
         return ChatScreen()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every notification of the app (screens' and widgets' `notify` land here): its text
+        without escape sequences, and plain text unless `markup` is asked for, because a
+        notice often quotes the router (an error, a model id) or the history (a title)."""
+        super().notify(
+            terminal_text(message),
+            title=one_line(title),
+            severity=severity,
+            timeout=timeout,
+            markup=markup,
+        )
 
     def on_mount(self) -> None:
         self._open_history()
@@ -348,14 +367,25 @@ class ChatApp(App[None]):
 
     @on(AnswerFooter.CopyTransaction)
     async def _copy_transaction(self, event: AnswerFooter.CopyTransaction) -> None:
-        await self._copy(event.tx, "the transaction hash")
+        tx = valid_tx(event.tx)
+        if tx is not None:
+            await self._copy(tx, "the transaction hash")
 
     async def copy_last_transaction(self) -> None:
-        """Copy the transaction hash of the newest answer that has one."""
+        """Copy the transaction hash of the newest answer that has one, if it is a hash."""
         for message in reversed(self.chat.conversation.messages):
             receipt = message.receipt
             if receipt is not None and receipt.success and receipt.transaction:
-                await self._copy(receipt.transaction, "the last transaction hash")
+                tx = valid_tx(receipt.transaction)
+                if tx is None:
+                    # The router's word, and not a hash: pasted anywhere it could do harm.
+                    self.notify(
+                        f"The last transaction is {MALFORMED}: the router did not send a "
+                        "transaction hash, so nothing was copied.",
+                        severity="warning",
+                    )
+                    return
+                await self._copy(tx, "the last transaction hash")
                 return
         self.notify("No answer in this chat has a transaction yet.", severity="warning")
 
@@ -452,19 +482,27 @@ class ChatApp(App[None]):
     async def copy_last_code(self) -> None:
         """Copy the last code block of the newest answer."""
         answer = self.chat.conversation.last_answer()
-        code = last_code_block(answer.content) if answer is not None else None
+        # Found in the text as shown: a block the filter emptied is not there to copy.
+        code = last_code_block(terminal_text(answer.content)) if answer is not None else None
         if code is None:
             self.notify("The last answer has no code block.", severity="warning")
             return
         await self._copy(code, "the last code block")
 
     async def _copy(self, text: str, what: str) -> None:
+        text = terminal_text(text)
         how = await self.copy_text(text)
         self.notify(f"Copied {what} ({len(text)} characters) {how}.")
 
     async def copy_text(self, text: str) -> str:
-        """Copy `text` through the terminal and, where there is one, the system's clipboard
-        tool; returns how, in words ("with xclip", "through the terminal")."""
+        """Copy `text`, without escape sequences or control characters, through the terminal
+        and, where there is one, the system's clipboard tool; returns how, in words ("with
+        xclip", "through the terminal").
+
+        Filtered because what is copied is pasted: into a terminal, an escape sequence or a
+        carriage return in an answer would run there.
+        """
+        text = terminal_text(text)
         self.copy_to_clipboard(text)
         tool = self._clipboard_tool
         if tool is not None and await copy_with_system_tool(text, tool):

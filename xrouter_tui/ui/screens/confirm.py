@@ -30,8 +30,9 @@ class ConfirmDialog(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Label(self.title_text, id="confirm-title")
-            yield Static(self.warning, id="confirm-warning")
+            # Plain text: a warning may quote a conversation's title, which is anybody's words.
+            yield Label(self.title_text, id="confirm-title", markup=False)
+            yield Static(self.warning, id="confirm-warning", markup=False)
             with Horizontal(id="confirm-buttons"):
                 yield Button("No", id="confirm-no")
                 yield Button(f"{self.yes} (y)", id="confirm-yes", variant="error")

@@ -2,7 +2,8 @@
 delete, and search every message (the store's full-text index).
 
 Reads are one short local query each and run on the UI thread, like every store write: the
-list is capped, and a search is an FTS5 lookup.
+list is capped, and a search is an FTS5 lookup. Titles, models and snippets are shown through
+`safe_text.one_line`, as plain text: the history keeps what the router (or `ask`) wrote.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from xrouter_tui.payments import format_usd
+from xrouter_tui.safe_text import one_line
 from xrouter_tui.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.widgets.picker_list import PickerList
@@ -63,7 +65,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="conversations"):
-            yield Label("Conversations", id="conversations-title")
+            yield Label("Conversations", id="conversations-title", markup=False)
             yield Input(
                 placeholder="Search every message: words, all of them", id="conversations-search"
             )
@@ -101,7 +103,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
         self._shown = found
         title = self.query_one("#conversations-title", Label)
         if query:
-            title.update(f"Conversations · {len(found)} matching “{query}”")
+            title.update(f"Conversations · {len(found)} matching “{one_line(query)}”")
         else:
             title.update(f"Conversations · {len(found)} saved")
         options = self.query_one(OptionList)
@@ -124,7 +126,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
         """The first line of the conversation where one of the searched words occurs."""
         words = [word.lower() for word in query.split()]
         for message in self.store.messages(conversation_id):
-            text = " ".join(message.content.split())
+            text = one_line(message.content)
             lower = text.lower()
             hits = [lower.find(word) for word in words if word in lower]
             if hits:
@@ -189,7 +191,8 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
             return
 
         def renamed(title: str | None) -> None:
-            if not title or title == info.title:
+            # The box showed the title without control characters: unchanged is unchanged.
+            if not title or title in (info.title, one_line(info.title)):
                 return
             try:
                 self.store.rename(info.id, title)
@@ -218,7 +221,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
             if info.id == self.current:
                 self.current = None
             self._show()
-            self.notify(f"Deleted “{info.title}”.", title="Conversations", timeout=3)
+            self.notify(f"Deleted “{one_line(info.title)}”.", title="Conversations", timeout=3)
 
         spent = (
             f", and the record of what it cost ({format_usd(info.spent_usd)})"
@@ -228,8 +231,8 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
         self.app.push_screen(
             ConfirmDialog(
                 "Delete this conversation?",
-                f"“{info.title}”: its {info.messages} messages{spent} are deleted from this "
-                "computer. This cannot be undone (payments already made stay on chain).",
+                f"“{one_line(info.title)}”: its {info.messages} messages{spent} are deleted "
+                "from this computer. This cannot be undone (payments already made stay on chain).",
                 yes="Delete it",
             ),
             answered,
@@ -248,7 +251,7 @@ class TitleDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="title-dialog"):
             yield Label("Rename the conversation", id="title-dialog-title")
-            yield Input(self.old_title, id="title-dialog-input")
+            yield Input(one_line(self.old_title), id="title-dialog-input")
             yield Label("Enter rename · Esc cancel", id="title-dialog-help")
 
     def on_mount(self) -> None:
@@ -266,7 +269,7 @@ class TitleDialog(ModalScreen[str | None]):
 def conversation_row(info: ConversationInfo, *, current: bool = False, snippet: str = "") -> Text:
     """One row: a mark (✓ open in the chat), title, message count, spend, last change (to the
     minute, UTC, as `xrouter-tui history` shows it), model; under a search, where it matched."""
-    title = info.title if len(info.title) <= _TITLE_WIDTH else info.title[: _TITLE_WIDTH - 1] + "…"
+    title = one_line(info.title, _TITLE_WIDTH)
     row = Text()
     row.append("✓ " if current else "  ", style="bold")
     row.append(title.ljust(_TITLE_WIDTH), style="bold")
@@ -274,7 +277,7 @@ def conversation_row(info: ConversationInfo, *, current: bool = False, snippet: 
     row.append(f"  {format_usd(info.spent_usd):>9}")
     row.append(f"  {info.updated[:16].replace('T', ' ')}", style="dim")
     # Last: the longest and least needed column is the one a narrow terminal cuts.
-    row.append(f"  {info.model}", style="italic")
+    row.append(f"  {one_line(info.model)}", style="italic")
     if snippet:
-        row.append(f"\n    {snippet}", style="dim")
+        row.append(f"\n    {one_line(snippet)}", style="dim")
     return row

@@ -2,7 +2,8 @@
 its transaction; copy a transaction hash, export every payment as CSV.
 
 The history is read in a thread (it may be big, or busy with another process's write), and
-the screen shows what it read when it is done; `r` reads it again.
+the screen shows what it read when it is done; `r` reads it again. What the router said (the
+transaction, the model) is shown through `safe_text`: a transaction only when it is a hash.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
+from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
 from xrouter_tui.store import StoredPayment
 from xrouter_tui.ui.history import write_new_file
 
@@ -199,13 +201,23 @@ class LedgerScreen(Screen[None]):
             return
         if not payment.tx:
             self.notify(
-                f"This payment has no transaction (it is {payment.status}).",
+                f"This payment has no transaction (it is {one_line(payment.status)}).",
                 title="Spending",
                 severity="warning",
             )
             return
-        how = await self.app.copy_text(payment.tx)
-        self.notify(f"Copied tx {short_address(payment.tx)} {how}.", title="Spending", timeout=4)
+        tx = valid_tx(payment.tx)
+        if tx is None:
+            # The router's word, and not a hash: pasted anywhere it could do harm.
+            self.notify(
+                f"This payment's transaction is {MALFORMED}: the router did not send a "
+                "transaction hash, so nothing was copied.",
+                title="Spending",
+                severity="warning",
+            )
+            return
+        how = await self.app.copy_text(tx)
+        self.notify(f"Copied tx {short_address(tx)} {how}.", title="Spending", timeout=4)
 
     @on(DataTable.RowSelected, "#ledger-payments")
     async def _row_selected(self) -> None:
@@ -256,11 +268,22 @@ def _row(payment: StoredPayment, *, session: bool, styles: dict[str, Style]) -> 
         Text(SESSION_MARK if session else " ", style="bold"),
         Text(local_time(payment.created)),
         Text(format_usd(payment.amount_usd), justify="right"),
-        Text(payment.status, style=styles.get(payment.status, "")),
-        Text(short_address(payment.tx) if payment.tx else "—", style="" if payment.tx else "dim"),
-        Text(payment.model or "(unknown model)"),
-        Text(network.label if network else payment.network),
+        Text(one_line(payment.status), style=styles.get(payment.status, "")),
+        _tx_cell(payment.tx),
+        Text(one_line(payment.model) or "(unknown model)"),
+        Text(network.label if network else one_line(payment.network)),
     )
+
+
+def _tx_cell(tx: str | None) -> Text:
+    """A transaction as its cell shows it: shortened when it is a hash, `(malformed)` when the
+    router sent something else (which could hold escapes, or be long enough to hide the row)."""
+    if not tx:
+        return Text("—", style="dim")
+    valid = valid_tx(tx)
+    if valid is None:
+        return Text(MALFORMED, style="italic")
+    return Text(short_address(valid))
 
 
 def _models_table(spending: Spending) -> Table:
@@ -269,7 +292,7 @@ def _models_table(spending: Spending) -> Table:
     table.add_column("Payments", justify="right")
     table.add_column("Spent", justify="right")
     for spend in spending.by_model[:_MODELS_SHOWN]:
-        table.add_row(Text(spend.model), str(spend.payments), format_usd(spend.usd))
+        table.add_row(Text(one_line(spend.model)), str(spend.payments), format_usd(spend.usd))
     hidden = spending.by_model[_MODELS_SHOWN:]
     if hidden:
         rest = sum((spend.usd for spend in hidden), Decimal(0))

@@ -1,4 +1,8 @@
-"""The model picker (F2): type to filter by id and name, arrows to move, Enter to pick."""
+"""The model picker (F2): type to filter by id and name, arrows to move, Enter to pick.
+
+Ids and names are the router's words: shown through `safe_text.one_line`, as plain text (rows
+are `Text`, labels take no markup), and matched as shown.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from xrouter_tui.api import ModelInfo
+from xrouter_tui.safe_text import one_line
 from xrouter_tui.ui.widgets.picker_list import PickerList
 
 __all__ = ["ModelPicker", "model_row"]
@@ -40,11 +45,15 @@ class ModelPicker(ModalScreen[str | None]):
         self.current = current
         self.recent = set(recent)
         self._shown: list[ModelInfo] = []
+        # Each model's id and name as shown, worked out once rather than at every key typed.
+        self._labels = {model.id: (one_line(model.id), one_line(model.name)) for model in models}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="picker"):
             yield Label(
-                f"Model · {len(self.models)} available · now {self.current}", id="picker-title"
+                f"Model · {len(self.models)} available · now {one_line(self.current)}",
+                id="picker-title",
+                markup=False,
             )
             yield Input(placeholder="Type to filter by id or name", id="picker-filter")
             yield PickerList(id="picker-list")
@@ -80,8 +89,9 @@ class ModelPicker(ModalScreen[str | None]):
         query = query.strip()
         if query:
             matcher = Matcher(query)
+            labels = self._labels
             scored = [
-                (max(matcher.match(model.id), matcher.match(model.name)), model)
+                (max(matcher.match(labels[model.id][0]), matcher.match(labels[model.id][1])), model)
                 for model in self.models
             ]
             # A stable sort keeps the recent-first order among equally good matches.
@@ -91,7 +101,7 @@ class ModelPicker(ModalScreen[str | None]):
             self._shown = list(self.models)
         options = self.query_one(OptionList)
         options.clear_options()
-        width = max((len(model.id) for model in self._shown), default=0)
+        width = max((len(self._labels[model.id][0]) for model in self._shown), default=0)
         options.add_options(
             Option(
                 model_row(
@@ -115,14 +125,15 @@ def model_row(
     length, and the name without its "Provider: " prefix (the id already names the provider)."""
     row = Text()
     row.append("✓ " if current else "• " if recent else "  ", style="bold")
-    row.append(model.id.ljust(id_width), style="bold")
+    row.append(one_line(model.id).ljust(id_width), style="bold")
     row.append("  ")
     row.append(_price(model.input_per_1m_usd).rjust(8))
     row.append(" /", style="dim")
     row.append(_price(model.output_per_1m_usd).rjust(8))
     row.append(" per 1M", style="dim")
     row.append(f"  {_context(model.context_length):>6}")
-    row.append(f"  {model.name.partition(': ')[2] or model.name}", style="italic")
+    name = one_line(model.name)
+    row.append(f"  {name.partition(': ')[2] or name}", style="italic")
     return row
 
 

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
 from xrouter_tui.payments import Quote, format_usd, short_address
+from xrouter_tui.safe_text import one_line
 
 __all__ = ["PaymentChoice", "PaymentDialog"]
 
@@ -71,9 +72,10 @@ class PaymentDialog(ModalScreen[PaymentChoice]):
                 f"{format_usd(quote.amount_usd)} USDC up front", id="payment-amount", markup=False
             )
             yield Static(
-                f"model {self.model}\n"
+                # The model's id and the payee are the router's words.
+                f"model {one_line(self.model)}\n"
                 f"network {quote.network.label}\n"
-                f"to {short_address(quote.requirement.pay_to)}\n"
+                f"to {short_address(one_line(quote.requirement.pay_to))}\n"
                 f"Above confirm_above_usd ({self.threshold_usd}). The router refunds what the "
                 "answer does not use.",
                 id="payment-details",

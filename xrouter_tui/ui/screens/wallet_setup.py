@@ -106,10 +106,12 @@ class WalletSetup(ModalScreen[None]):
                         f"The key of {self.replacing} is replaced once the new one is stored.",
                         classes="setup-text",
                     )
+                # Plain text: a keyring's error message is not markup.
                 problem = Static(
                     f"{self.problem}\n{AFTER_PROBLEM}" if self.problem else "",
                     id="setup-problem",
                     classes="setup-error",
+                    markup=False,
                 )
                 yield problem if self.problem else _hidden(problem)
                 yield OptionList(
@@ -122,7 +124,7 @@ class WalletSetup(ModalScreen[None]):
                 yield Label("Import a key I have", classes="setup-title")
                 yield Static(IMPORT_TEXT, classes="setup-text")
                 yield KeyInput(placeholder="private key (hidden as you type)", id="setup-key")
-                yield _hidden(Static("", id="setup-key-error", classes="setup-error"))
+                yield _hidden(Static("", id="setup-key-error", classes="setup-error", markup=False))
                 yield Label("Enter store it · Esc back", classes="setup-help")
             with Vertical(id="setup-ready"):
                 yield Label("Your wallet is ready: fund it", classes="setup-title")

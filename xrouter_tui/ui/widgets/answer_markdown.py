@@ -11,6 +11,7 @@ from textual.selection import Selection
 from textual.strip import Strip
 from textual.widget import Widget
 
+from xrouter_tui.safe_text import TerminalFilter, terminal_text
 from xrouter_tui.ui.markdown_lines import BlockPainter, markdown_theme, split_finished
 
 __all__ = ["AnswerMarkdown"]
@@ -34,6 +35,10 @@ class AnswerMarkdown(Widget):
     Finished blocks are drawn once into lines (see `markdown_lines`); only the last, growing
     block is drawn again on a write. The widget is one node whose height is its line count, so a
     layout of the log costs the same for a long answer as for a short one.
+
+    The text is the router's: escape sequences and control characters are taken out as it is
+    fed, by one filter for the whole answer (a sequence may be cut between two deltas), so that
+    neither the Markdown parser nor the screen ever sees them.
     """
 
     DEFAULT_CSS = """
@@ -46,6 +51,7 @@ class AnswerMarkdown(Widget):
         super().__init__()
         self._source: list[str] = []
         self._pending: list[str] = []
+        self._safe = TerminalFilter()
         self._writer: asyncio.Task[None] | None = None
         self._last_write = 0.0
         # The finished blocks' text, and the text of the block still growing.
@@ -61,21 +67,27 @@ class AnswerMarkdown(Widget):
 
     @property
     def source(self) -> str:
-        """All the text fed so far, written or not."""
+        """All the text fed so far as it is shown (without escapes), written or not."""
         return "".join(self._source) + "".join(self._pending)
 
     def feed(self, text: str) -> None:
-        """Queue `text` for the next write (cheap: called once per delta)."""
+        """Queue `text` for the next write (cheap: called once per delta; plain text passes
+        the filter with one regular-expression search)."""
+        text = self._safe.feed(text)
+        if not text:
+            return  # all of it was (the start of) a sequence
         self._pending.append(text)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
 
     def show(self, text: str) -> None:
         """Take in a whole finished text at once (a message of a resumed conversation)."""
-        self._take_in(text)
+        self._take_in(terminal_text(text))
 
     async def finish(self) -> None:
-        """Wait until everything fed so far is written and on screen."""
+        """Wait until everything fed so far is written and on screen. A sequence the answer
+        left unfinished is dropped, never shown."""
+        self._safe.flush()
         writer = self._writer
         if writer is not None:
             # Not `await writer`: a second stop (Esc twice) must not cancel the writer with us.

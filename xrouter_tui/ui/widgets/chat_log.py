@@ -1,4 +1,9 @@
-"""The message log: questions, answers streamed as Markdown, and what each answer cost."""
+"""The message log: questions, answers streamed as Markdown, and what each answer cost.
+
+Everything shown here but the user's own words may come from the router; it goes through
+`safe_text` on its way to the screen (and is never read as markup), while the conversation and
+the history keep it as it was received.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from typing import Literal
 
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
 from textual.message import Message
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
+from xrouter_tui.safe_text import TerminalFilter, one_line, terminal_text
 from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
 
 __all__ = [
@@ -116,18 +123,19 @@ class ChatLog(VerticalScroll):
 
 
 class UserMessage(Static):
-    """A question, shown as typed (no Markdown: what was sent is what is shown)."""
+    """A question, shown as typed (no Markdown: what was sent is what is shown), without
+    control characters: a saved one may have been pasted, or written by another program."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False)
+        super().__init__(terminal_text(text), markup=False)
         self.border_title = "You"
 
 
 class ErrorBlock(Static):
-    """What went wrong with a turn, in plain words, under the turn."""
+    """What went wrong with a turn, in plain words, under the turn (often the router's)."""
 
     def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False)
+        super().__init__(terminal_text(text), markup=False)
         self.border_title = "Error"
 
 
@@ -146,6 +154,8 @@ class AnswerFooter(Static):
         self.tx: str | None = None
 
     def show(self, text: str) -> None:
+        """Show the money line `text` (it quotes the router: a network, a reason)."""
+        text = one_line(text)
         found = _TX.search(text)
         self.tx = found.group(1) if found else None
         self.tooltip = "Click to copy the transaction hash" if self.tx else None
@@ -165,11 +175,14 @@ class AnswerMessage(Vertical):
 
     def __init__(self, model: str) -> None:
         super().__init__()
-        self.border_title = model
+        # The model's id is the router's word: plain text, never markup.
+        self.border_title = Content(one_line(model))
         self.body = AnswerMarkdown()
         self.thinking = Static("", classes="reasoning", markup=False)
         self.footer = AnswerFooter()
         self._reasoning: list[str] = []
+        # One filter for the whole reasoning: a sequence may be cut between two pieces.
+        self._reasoning_filter = TerminalFilter()
         self._reasoning_timer: Timer | None = None
         # Set before mounting, for an answer of a resumed conversation that failed.
         self.error_text = ""
@@ -183,6 +196,9 @@ class AnswerMessage(Vertical):
 
     def add_reasoning(self, text: str) -> None:
         """Queue a piece of reasoning; it is drawn once per frame, like the answer."""
+        text = self._reasoning_filter.feed(text)
+        if not text:
+            return
         self._reasoning.append(text)
         if self._reasoning_timer is None:
             self._reasoning_timer = self.set_timer(FRAME_SECONDS, self._draw_reasoning)

@@ -11,6 +11,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from xrouter_tui.payments import format_usd, short_address
+from xrouter_tui.safe_text import one_line
 
 __all__ = ["ChatState", "StatusBar"]
 
@@ -79,7 +80,8 @@ class StatusBar(Widget):
         parts: list[tuple[str, str]] = []
         if self.demo:
             parts.append((" DEMO ", "status-bar--demo"))
-        parts.append((self.model or "no model", "status-bar--model"))
+        # The id as the router spelled it may hold escapes; it is shown without them.
+        parts.append((one_line(self.model) or "no model", "status-bar--model"))
         if self.estimate is not None:
             estimate = format_usd(self.estimate)
             parts.append((f"up to {estimate}" if wordy else f"≤{estimate}", "status-bar--estimate"))
