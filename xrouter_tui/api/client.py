@@ -363,10 +363,13 @@ class RouterClient:
             )
         yield Done(finish_reason or "stop", skipped)
 
-    async def _read_json(self, response: httpx.Response, payment: SignedPayment | None) -> Any:
-        """A whole paid answer's JSON, read within max_document_bytes."""
+    async def read_answer_body(
+        self, response: httpx.Response, payment: SignedPayment | None
+    ) -> bytes:
+        """A whole paid answer's body, read within max_document_bytes and the idle limit;
+        past either, a RouterError that names it and what was paid."""
         try:
-            body = await read_document(
+            return await read_document(
                 response,
                 limit=self.limits.document_bytes,
                 idle=self.timeouts.idle,
@@ -388,6 +391,10 @@ class RouterClient:
             ) from None
         except httpx.TransportError as exc:
             raise answer_broke(exc, payment, "") from None
+
+    async def _read_json(self, response: httpx.Response, payment: SignedPayment | None) -> Any:
+        """A whole paid answer's JSON."""
+        body = await self.read_answer_body(response, payment)
         try:
             return safe_json.loads(body)
         except ValueError:

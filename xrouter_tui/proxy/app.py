@@ -48,7 +48,6 @@ from xrouter_tui.api import (
     payment_note,
     read_completion,
 )
-from xrouter_tui.api.reading import StalledRead, TooLarge, read_document
 from xrouter_tui.charges import Charge
 from xrouter_tui.commands.journal import TurnJournal
 from xrouter_tui.ledger import Ledger
@@ -451,32 +450,9 @@ class _Turn:
         """A router's answer read whole (within max_document_bytes): as it came, or in the
         shape the client asked for. It is complete in the history once the client has it."""
         try:
-            raw = await read_document(
-                response,
-                limit=self.setup.limits.document_bytes,
-                idle=self.setup.client.timeouts.idle,
-                setting="max_document_bytes",
-            )
-        except TooLarge as exc:
-            return self.failed_upstream(
-                AnswerTooLarge(
-                    f"The router's answer is larger than {exc}; it was not read."
-                    + payment_note(self.payment),
-                    setting=exc.setting,
-                    payment=self.payment,
-                )
-            )
-        except StalledRead:
-            return self.failed_upstream(
-                ResponseTimeout(
-                    "The router's answer stopped coming: nothing arrived for "
-                    f"{self.setup.client.timeouts.idle:g} s." + payment_note(self.payment),
-                    phase="idle",
-                    payment=self.payment,
-                )
-            )
-        except httpx.TransportError as exc:
-            return self.failed_upstream(answer_broke(exc, self.payment, ""))
+            raw = await self.setup.client.read_answer_body(response, self.payment)
+        except RouterError as exc:
+            return self.failed_upstream(exc)
         finally:
             await response.aclose()
         document = None
