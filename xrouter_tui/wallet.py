@@ -18,9 +18,9 @@ from typing import Literal
 
 import keyring
 import keyring.errors
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from keyring.backend import KeyringBackend
+
+from xrouter_tui.payments.signer import WalletKey
 
 __all__ = [
     "ENV_KEY",
@@ -59,7 +59,7 @@ class KeyringUnavailable(WalletError):
     """There is no keyring to keep the key in, or it is locked or refused the request."""
 
 
-def account_from_key(text: str, *, source: str = "the key") -> LocalAccount:
+def account_from_key(text: str, *, source: str = "the key") -> WalletKey:
     """An account from a hex private key (32 bytes, `0x` optional, surrounding space ignored)."""
     candidate = text.strip()
     if not _HEX_KEY.match(candidate):
@@ -67,15 +67,15 @@ def account_from_key(text: str, *, source: str = "the key") -> LocalAccount:
             f"{source} is not a private key: expected 64 hex digits (32 bytes), with or without 0x."
         )
     try:
-        return Account.from_key(candidate if candidate.startswith("0x") else "0x" + candidate)
-    except (ValueError, TypeError):
-        # eth-keys refuses zero and keys beyond the curve order; its message may quote the key.
+        return WalletKey.from_hex(candidate)
+    except ValueError:
+        # Zero, or not below the curve order.
         raise WalletError(f"{source} is not a valid secp256k1 private key.") from None
 
 
 def load_account(
     env: Mapping[str, str] = os.environ, *, use_keyring: bool = True
-) -> LocalAccount | None:
+) -> WalletKey | None:
     """The account from `XROUTER_PRIVATE_KEY`, else from the keyring; None when neither has one.
 
     Raises `KeyringUnavailable` when the keyring is needed and cannot be read.
@@ -96,7 +96,7 @@ def keyring_name() -> str:
     return _backend().name
 
 
-def stored_account() -> LocalAccount | None:
+def stored_account() -> WalletKey | None:
     """The account whose key is in the keyring, or None."""
     backend = _backend()
     with _keyring_errors("read the key from"):
@@ -106,7 +106,7 @@ def stored_account() -> LocalAccount | None:
     return account_from_key(value, source="the key in the keyring")
 
 
-def store_key(text: str) -> LocalAccount:
+def store_key(text: str) -> WalletKey:
     """Check `text` is a private key, keep it in the keyring, and return its account."""
     account = account_from_key(text)
     backend = _backend()
@@ -115,9 +115,9 @@ def store_key(text: str) -> LocalAccount:
     return account
 
 
-def generate_key() -> LocalAccount:
+def generate_key() -> WalletKey:
     """A new random key, kept in the keyring."""
-    return store_key("0x" + bytes(Account.create().key).hex())
+    return store_key("0x" + WalletKey.generate().key.hex())
 
 
 def forget_key() -> bool:

@@ -7,13 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
 from xrouter_tui.api import ModelInfo
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.devserver.catalog import MODELS
-from xrouter_tui.payments import BASE_SEPOLIA, Network, short_address
+from xrouter_tui.payments import BASE_SEPOLIA, Network, WalletKey, short_address
 
 __all__ = ["DEMO_NETWORK", "Demo", "demo_models", "demo_router"]
 
@@ -28,7 +25,7 @@ class Demo:
     """A running demo: where the router is, the throwaway wallet, and the network it pays on."""
 
     base_url: str
-    account: LocalAccount
+    account: WalletKey
     network: Network
     # The demo router's models with their prices, as its /v1/models lists them.
     models: tuple[ModelInfo, ...] = ()
@@ -38,7 +35,7 @@ class Demo:
 def demo_router(*, stderr: IO[str] | None = None) -> Iterator[Demo]:
     """Run the local router for as long as the block lasts, and say on `stderr` it is a demo."""
     config = DevServerConfig(network=DEMO_NETWORK.v1_name, delta_delay=DEMO_DELTA_DELAY)
-    account = Account.create()
+    account = WalletKey.generate()
     with start_dev_server(config) as server:
         if stderr is not None:
             print(

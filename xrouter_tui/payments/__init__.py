@@ -27,6 +27,7 @@ from xrouter_tui.payments.policy import (
 )
 from xrouter_tui.payments.reasons import explain_rejection, short_address
 from xrouter_tui.payments.receipt import Receipt, decode_receipt, read_receipt
+from xrouter_tui.payments.signer import Signer, WalletKey
 from xrouter_tui.payments.signing import SignedPayment, authorization_typed_data, sign_payment
 
 __all__ = [
@@ -43,7 +44,9 @@ __all__ = [
     "Quote",
     "Receipt",
     "SignedPayment",
+    "Signer",
     "SpendingPolicy",
+    "WalletKey",
     "atomic_to_usd",
     "authorization_typed_data",
     "check_budgets",

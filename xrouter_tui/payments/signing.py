@@ -1,7 +1,9 @@
 """Signing a chosen requirement: an EIP-3009 `TransferWithAuthorization`, typed as EIP-712.
 
-The signature is made by eth-account; the header it goes into is `X-PAYMENT` (x402 v1) or
-`PAYMENT-SIGNATURE` (v2, with the chosen requirement echoed back verbatim).
+The signature is made with coincurve over the EIP-712 digest that `signer` computes, so that
+eth-account's slow import stays off the program's path (the tests prove both sign alike); the
+header it goes into is `X-PAYMENT` (x402 v1) or `PAYMENT-SIGNATURE` (v2, with the chosen
+requirement echoed back verbatim).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from eth_account.messages import encode_typed_data
-from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
-
 from xrouter_tui.payments.networks import Network, atomic_to_usd
 from xrouter_tui.payments.policy import Quote
+from xrouter_tui.payments.signer import (
+    Signer,
+    as_wallet_key,
+    to_checksum_address,
+    transfer_authorization_digest,
+)
 
 __all__ = [
     "TRANSFER_WITH_AUTHORIZATION_TYPES",
@@ -118,13 +122,18 @@ def authorization_typed_data(
 
 
 def sign_payment(
-    account: LocalAccount,
+    account: Signer,
     quote: Quote,
     *,
     now: int | None = None,
     nonce: bytes | None = None,
 ) -> SignedPayment:
-    """Sign the quoted requirement for exactly its amount and encode the payment header."""
+    """Sign the quoted requirement for exactly its amount and encode the payment header.
+
+    `account` is a `WalletKey` or anything with the same `address` and `key` (an eth-account
+    `LocalAccount` will do).
+    """
+    wallet_key = as_wallet_key(account)
     requirement = quote.requirement
     now = int(time.time()) if now is None else now
     nonce = os.urandom(32) if nonce is None else nonce
@@ -132,7 +141,7 @@ def sign_payment(
         raise ValueError("an EIP-3009 nonce is 32 bytes")
     window = min(max(requirement.max_timeout_seconds, MIN_VALIDITY_SECONDS), MAX_VALIDITY_SECONDS)
     authorization = {
-        "from": account.address,
+        "from": wallet_key.address,
         "to": requirement.pay_to,
         "value": str(requirement.amount),
         "validAfter": str(now - VALID_AFTER_SLACK_SECONDS),
@@ -145,8 +154,7 @@ def sign_payment(
         extra=requirement.extra,
         authorization=authorization,
     )
-    signed = account.sign_message(encode_typed_data(full_message=typed))
-    signature = "0x" + signed.signature.hex().removeprefix("0x")
+    signature = "0x" + wallet_key.sign_digest(transfer_authorization_digest(typed)).hex()
     payload = {"signature": signature, "authorization": authorization}
 
     version = quote.challenge.x402_version
@@ -173,7 +181,7 @@ def sign_payment(
         network=quote.network,
         asset=requirement.asset,
         pay_to=requirement.pay_to,
-        payer=account.address,
+        payer=wallet_key.address,
         amount=requirement.amount,
         nonce=authorization["nonce"],
         valid_after=int(authorization["validAfter"]),
