@@ -28,7 +28,7 @@ __all__ = [
 
 PAYMENT_REQUIRED_HEADER = "payment-required"
 _DEFAULT_TIMEOUT_SECONDS = 60
-_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 _ATOMIC = re.compile(r"^[0-9]{1,78}$")  # a uint256 has at most 78 decimal digits
 
 
@@ -189,7 +189,7 @@ def _text(entry: Mapping[str, Any], key: str) -> str:
 
 def _address(entry: Mapping[str, Any], key: str) -> str:
     value = entry.get(key)
-    if not isinstance(value, str) or not _ADDRESS.match(value):
+    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
         raise ChallengeError(f"{key} is not an 0x address: {value!r}")
     return value
 
