@@ -42,8 +42,8 @@ from textual.screen import Screen
 
 from xrouter_tui.config import Settings
 from xrouter_tui.payments import BASE_SEPOLIA
-from xrouter_tui.store import Store
-from xrouter_tui.commands.journal import history_path
+from xrouter_tui.history.store import Store
+from xrouter_tui.history.journal import history_path
 from xrouter_tui.ui.widgets.chat_log import ChatLog
 from xrouter_tui.ui.widgets.prompt import PromptInput
 

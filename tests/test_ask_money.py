@@ -23,11 +23,11 @@ from tests import test_cli
 from tests.test_cli import PROGRAM, assert_clean, run
 from tests.test_key_commands import DEADLINE, on_terminal
 from xrouter_tui.commands.demo import demo_models
-from xrouter_tui.commands.journal import history_path
 from xrouter_tui.devserver.catalog import find_model, price_request
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import Store
 from xrouter_tui.payments import format_usd, parse_challenge
 from xrouter_tui.pricing import PriceGuide, upfront_usd
-from xrouter_tui.store import Store
 
 # test_cli's fixtures: a fresh wallet key, and the local router on Base (by name).
 key = test_cli.key

@@ -279,8 +279,8 @@ def test_a_hard_kill_mid_answer_loses_at_most_the_last_second(router, key, isola
 
 
 def test_the_journal_saves_a_growing_answer_by_time_not_per_piece(tmp_path, monkeypatch):
-    from xrouter_tui.commands import journal as journal_module
-    from xrouter_tui.store import Store
+    from xrouter_tui.history import journal as journal_module
+    from xrouter_tui.history.store import Store
 
     clock = [100.0]
     monkeypatch.setattr(journal_module.time, "monotonic", lambda: clock[0])

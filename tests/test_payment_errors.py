@@ -25,6 +25,7 @@ from xrouter_tui.api import (
     RouterClient,
 )
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
+from xrouter_tui.history.store import Store
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import (
     BASE,
@@ -35,7 +36,6 @@ from xrouter_tui.payments import (
     parse_challenge,
 )
 from xrouter_tui.payments.reasons import REJECTION_CODES
-from xrouter_tui.store import Store
 
 MODEL = "openai/gpt-4o-mini"
 QUESTION = [{"role": "user", "content": "What does a payment error look like?"}]

@@ -21,10 +21,10 @@ import pytest
 from tests import test_cli
 from tests.test_ask_money import listed_price, write_config
 from tests.test_cli import PROGRAM, run
-from xrouter_tui.commands.journal import history_path
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.devserver.reply import make_reply
-from xrouter_tui.store import Store
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import Store
 
 TOKEN = "a-token-for-the-tests"
 SONNET = "anthropic/claude-3.5-sonnet"

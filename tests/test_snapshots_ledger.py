@@ -26,9 +26,9 @@ from textual.widgets import DataTable
 
 from tests.test_snapshots import Scene
 from tests.ui_helpers import demo_chat, visible_text, wait_for
+from xrouter_tui.history.store import Store
 from xrouter_tui.ledger import Ledger, payment_record
 from xrouter_tui.payments import BASE, BASE_SEPOLIA, Network, Receipt, SignedPayment
-from xrouter_tui.store import Store
 from xrouter_tui.ui.screens.ledger import LedgerScreen
 
 SIZE = (110, 34)

@@ -17,9 +17,9 @@ import pytest
 
 from tests import test_cli
 from tests.test_cli import assert_clean, run
-from xrouter_tui.commands.journal import history_path
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import Store
 from xrouter_tui.payments import format_usd
-from xrouter_tui.store import Store
 
 MICRO = Decimal("0.000001")
 

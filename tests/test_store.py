@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from xrouter_tui.store import (
+from xrouter_tui.history.store import (
     SCHEMA_VERSION,
     PaymentRecord,
     Store,
@@ -136,7 +136,7 @@ def test_an_answer_left_streaming_by_a_dead_process_is_interrupted(path):
     script = textwrap.dedent(
         f"""
         import os
-        from xrouter_tui.store import Store
+        from xrouter_tui.history.store import Store
         from tests.test_store import PAYMENT
         store = Store.open({str(path)!r})
         c = store.new_conversation("m", "", "crash")
@@ -258,7 +258,7 @@ def test_a_failed_write_leaves_nothing_half_written(store):
 WRITER = textwrap.dedent(
     """
     import sys, time
-    from xrouter_tui.store import Store, make_title
+    from xrouter_tui.history.store import Store, make_title
     from tests.test_store import PAYMENT
     path, name, turns, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     store = Store.open(path)

@@ -16,12 +16,12 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList
 
 from tests.ui_helpers import Posted, demo_chat, run_command, wait_for
-from xrouter_tui.commands.history import export_markdown
-from xrouter_tui.commands.journal import history_path
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
+from xrouter_tui.history.export import export_markdown
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import PaymentRecord, Store
 from xrouter_tui.payments import BASE_SEPOLIA
-from xrouter_tui.store import PaymentRecord, Store
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed, ResponseStopped
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.screens.conversations import ConversationsScreen, TitleDialog

@@ -37,7 +37,6 @@ from tests.test_e2e_tmux import (  # noqa: F401 (`tmux` is a fixture)
 )
 from tests.test_e2e_tmux import wait_for as wait_for_screen
 from tests.ui_helpers import TEST_KEY, Posted, demo_chat, run_command, wait_for
-from xrouter_tui.commands.journal import history_path
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.devserver.hostile import (
     HOSTILE_DELTAS,
@@ -46,9 +45,10 @@ from xrouter_tui.devserver.hostile import (
     SAFE_WORD,
     markers_in,
 )
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import PaymentRecord, Store
 from xrouter_tui.payments import BASE_SEPOLIA
 from xrouter_tui.safe_text import MALFORMED
-from xrouter_tui.store import PaymentRecord, Store
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed
 from xrouter_tui.ui.screens.conversations import ConversationsScreen
 from xrouter_tui.ui.screens.ledger import LedgerScreen

@@ -21,9 +21,9 @@ from textual.widgets import DataTable, Static
 from tests.test_ui_history import notifications, send, turn
 from tests.ui_helpers import Posted, demo_chat, run_command, visible_text, wait_for
 from xrouter_tui.devserver.state import AcceptedPayment
+from xrouter_tui.history.store import Store
 from xrouter_tui.ledger import CSV_COLUMNS, Ledger
 from xrouter_tui.payments import BASE_SEPOLIA, format_usd, short_address
-from xrouter_tui.store import Store
 from xrouter_tui.ui.messages import ResponseFailed
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.ledger import LedgerScreen

@@ -13,11 +13,11 @@ from textual.pilot import Pilot
 from tests.test_ui import SIZE, prompt, send, status, status_text
 from tests.ui_helpers import Posted, demo_chat, run_command, wait_for
 from xrouter_tui.commands.demo import demo_models
-from xrouter_tui.commands.journal import history_path
 from xrouter_tui.config import load_settings
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import Store
 from xrouter_tui.payments import format_usd
 from xrouter_tui.pricing import PriceGuide
-from xrouter_tui.store import Store
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.confirm import ConfirmDialog

@@ -22,6 +22,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from xrouter_tui.api import PaymentRejected, RouterError
+from xrouter_tui.history.store import (
+    AT_RISK,
+    SPENT,
+    PaymentRecord,
+    Store,
+    StoredPayment,
+    StoreError,
+)
 from xrouter_tui.payments import (
     Budget,
     Network,
@@ -32,7 +40,6 @@ from xrouter_tui.payments import (
     format_usd,
 )
 from xrouter_tui.safe_text import csv_cell, shown_tx
-from xrouter_tui.store import AT_RISK, SPENT, PaymentRecord, Store, StoredPayment, StoreError
 
 __all__ = [
     "CSV_COLUMNS",

@@ -1,10 +1,11 @@
 """Parsing JSON that a router, an RPC endpoint or a proxy client sent: never a crash.
 
-Importing the signer (eth-account pulls in py_ecc) raises the interpreter's recursion limit to
-100,000, so the C JSON parser runs off the stack on a document nested 100,000 deep and the
-process dies (exit 139) instead of raising RecursionError. `loads` brings the limit back to a
-depth the stack can hold before every parse, whatever was imported before, and turns a document
-too deep into the ValueError every caller already handles for bad JSON.
+Importing eth-account (it pulls in py_ecc; the local router and the tests import it, the
+program's own signer does not) raises the interpreter's recursion limit to 100,000, so the C
+JSON parser runs off the stack on a document nested 100,000 deep and the process dies (exit
+139) instead of raising RecursionError. `loads` brings the limit back to a depth the stack can
+hold before every parse, whatever was imported before, and turns a document too deep into the
+ValueError every caller already handles for bad JSON.
 """
 
 from __future__ import annotations

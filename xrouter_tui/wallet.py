@@ -14,13 +14,12 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Literal
-
-import keyring
-import keyring.errors
-from keyring.backend import KeyringBackend
+from typing import TYPE_CHECKING, Literal
 
 from xrouter_tui.payments.signer import WalletKey
+
+if TYPE_CHECKING:
+    from keyring.backend import KeyringBackend
 
 __all__ = [
     "ENV_KEY",
@@ -29,6 +28,7 @@ __all__ = [
     "WalletError",
     "account_from_key",
     "forget_key",
+    "funding_help",
     "generate_key",
     "key_source",
     "keyring_name",
@@ -142,6 +142,8 @@ _KEYRING_PACKAGES = ("secretstorage", "jeepney", "dbus")
 @contextmanager
 def _keyring_errors(doing: str) -> Iterator[None]:
     """Turns a keyring's errors into `KeyringUnavailable`, in words, without the key."""
+    import keyring.errors
+
     try:
         yield
     except keyring.errors.PasswordDeleteError:
@@ -163,6 +165,10 @@ def _keyring_errors(doing: str) -> Iterator[None]:
 
 def _backend() -> KeyringBackend:
     """The keyring to use: one that keeps secrets safe, or `KeyringUnavailable`."""
+    # Imported on first use: loading keyring takes tens of milliseconds, and a start with the
+    # key in the environment (or the chat's first frame) does not need it.
+    import keyring
+
     try:
         backend = keyring.get_keyring()
     except Exception as exc:  # a broken PYTHON_KEYRING_BACKEND or keyringrc
@@ -197,3 +203,12 @@ def redact(text: str, secret: str) -> str:
     if not bare:
         return text
     return re.sub(re.escape(bare), "[redacted]", text, flags=re.IGNORECASE)
+
+
+def funding_help(address: str) -> str:
+    """How to put money on `address`, in a few plain lines."""
+    return (
+        f"To pay for answers, send USDC on Base (chain id 8453) to:\n  {address}\n"
+        "No ETH is needed: each request is paid with a signed USDC authorization, and the "
+        "router pays the network fee."
+    )

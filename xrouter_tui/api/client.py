@@ -15,7 +15,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
-from eth_account.signers.local import LocalAccount
 
 from xrouter_tui import __version__, safe_json
 from xrouter_tui.api.answers import Completion, error_text, read_chunk, read_completion
@@ -48,6 +47,7 @@ from xrouter_tui.payments import (
     PaymentChallenge,
     Quote,
     SignedPayment,
+    Signer,
     SpendingPolicy,
     explain_rejection,
     format_usd,
@@ -100,7 +100,7 @@ class RouterClient:
         self,
         base_url: str,
         *,
-        account: LocalAccount | None = None,
+        account: Signer | None = None,
         policy: SpendingPolicy | None = None,
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,

@@ -17,7 +17,7 @@ from xrouter_tui.payments import Receipt, SignedPayment, format_usd
 from xrouter_tui.safe_text import TerminalFilter, one_line
 
 if TYPE_CHECKING:
-    from xrouter_tui.commands.journal import TurnJournal
+    from xrouter_tui.history.journal import TurnJournal
     from xrouter_tui.ledger import Ledger
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""`xrouter-tui key …`: put the wallet key into the OS keyring, show its address, export, forget.
+"""What `xrouter-tui key …` does: put the wallet key into the OS keyring, show its address,
+export, forget.
 
 The key is read from a hidden prompt on a terminal, or from stdin otherwise, and never from
 the command line, where other users and shell history would see it. It is printed by
@@ -12,32 +13,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO
 
-from eth_account.signers.local import LocalAccount
-
 from xrouter_tui.commands.terminal import is_terminal
+from xrouter_tui.payments import WalletKey
 from xrouter_tui.wallet import (
     ENV_KEY,
     WalletError,
     account_from_key,
     forget_key,
+    funding_help,
     generate_key,
     keyring_name,
     store_key,
     stored_account,
 )
 
-__all__ = ["KeyIO", "funding_help", "run_key_command"]
+__all__ = ["KeyIO", "run_key_command"]
 
 EXPORT_WORD = "export"
-
-
-def funding_help(address: str) -> str:
-    """How to put money on `address`, in a few plain lines."""
-    return (
-        f"To pay for answers, send USDC on Base (chain id 8453) to:\n  {address}\n"
-        "No ETH is needed: each request is paid with a signed USDC authorization, and the "
-        "router pays the network fee."
-    )
 
 
 @dataclass(slots=True)
@@ -142,7 +134,7 @@ def _delete(io: KeyIO, assume_yes: bool) -> None:
     _warn_if_overridden(io)
 
 
-def _confirm_replacing(io: KeyIO, new: LocalAccount | None, assume_yes: bool) -> None:
+def _confirm_replacing(io: KeyIO, new: WalletKey | None, assume_yes: bool) -> None:
     """Replacing a stored key loses it unless the user has a copy: ask first."""
     old = stored_account()
     if old is None or (new is not None and new.address == old.address) or assume_yes:
@@ -161,7 +153,7 @@ def _confirm(io: KeyIO, warning: str) -> None:
         raise KeyCommandError("Not confirmed: nothing changed.")
 
 
-def _stored_or_explain() -> LocalAccount:
+def _stored_or_explain() -> WalletKey:
     account = stored_account()
     if account is None:
         raise KeyCommandError(

@@ -1,4 +1,4 @@
-"""`xrouter-tui models`: the router's models with their prices, as a table or as JSON.
+"""What `xrouter-tui models` prints: the router's models with their prices, as a table or as JSON.
 
 Ids, names and descriptions are the router's words: the table shows them through `one_line`,
 the JSON keeps them as sent (escaped, never raw, where a terminal would act on them).
@@ -10,9 +10,8 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from xrouter_tui.api import ModelInfo
-from xrouter_tui.commands.terminal import json_text
 from xrouter_tui.payments import format_usd
-from xrouter_tui.safe_text import one_line
+from xrouter_tui.safe_text import json_text, one_line
 
 __all__ = ["models_json", "models_table"]
 

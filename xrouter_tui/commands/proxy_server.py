@@ -1,4 +1,5 @@
-"""`xrouter-tui proxy`: serve OpenAI's API on this machine and pay X-Router for each request.
+"""What `xrouter-tui proxy` runs: serve OpenAI's API on this machine, paying X-Router for each
+request.
 
 The key stays in the keyring; clients get a token instead. The proxy is one session: the
 session budget counts what it paid since it started, the daily budget every process's day.
@@ -18,16 +19,16 @@ from types import FrameType
 from typing import IO
 
 import uvicorn
-from eth_account.signers.local import LocalAccount
 from uvicorn.config import LOGGING_CONFIG
 
 from xrouter_tui.api import Limits, ModelInfo, RouterClient, Timeouts
+from xrouter_tui.commands.proxy import DEFAULT_PORT, TOKEN_VARIABLE
 from xrouter_tui.config import Settings
+from xrouter_tui.history.store import Store
 from xrouter_tui.ledger import Ledger
-from xrouter_tui.payments import Network, SpendingPolicy, format_usd, short_address
+from xrouter_tui.payments import Network, SpendingPolicy, WalletKey, format_usd, short_address
 from xrouter_tui.proxy import ProxyHistory, ProxySetup, create_proxy_app
 from xrouter_tui.serving import bind, is_loopback, url_of
-from xrouter_tui.store import Store
 
 __all__ = [
     "DEFAULT_PORT",
@@ -39,8 +40,6 @@ __all__ = [
     "serve",
 ]
 
-DEFAULT_PORT = 8403
-TOKEN_VARIABLE = "XROUTER_PROXY_TOKEN"
 # Short, so Ctrl+C (or SIGTERM) does not wait long on a client that keeps a stream open: open
 # streams are then cut and their answers kept as stopped (the app's lifespan waits at most a
 # second more for them), so the proxy is gone within a few seconds whatever its clients do.
@@ -64,7 +63,7 @@ class ProxyRouter:
     """The router the proxy pays, and with what."""
 
     base_url: str
-    account: LocalAccount
+    account: WalletKey
     networks: tuple[Network, ...]
     models: Sequence[ModelInfo]
     timeouts: Timeouts

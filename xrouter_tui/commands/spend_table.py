@@ -1,4 +1,4 @@
-"""`xrouter-tui spend`: what was paid, as a table for people, JSON or CSV.
+"""What `xrouter-tui spend` prints: what was paid, as a table for people, JSON or CSV.
 
 Only payments on the networks the settings allow are counted: a demo's test money is not the
 user's money (`spend --demo` shows it apart). Amounts are exact decimal strings, never floats.
@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from xrouter_tui.commands.history import text_table, usd_text
-from xrouter_tui.commands.terminal import json_text
+from xrouter_tui.commands.history_table import text_table
+from xrouter_tui.history.export import usd_text
+from xrouter_tui.history.store import StoredPayment
 from xrouter_tui.ledger import Spending, local_time, payments_csv
 from xrouter_tui.payments import Network, find_network, format_usd, short_address
-from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
-from xrouter_tui.store import StoredPayment
+from xrouter_tui.safe_text import MALFORMED, json_text, one_line, valid_tx
 
 __all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]
 

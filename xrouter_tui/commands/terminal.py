@@ -1,26 +1,11 @@
-"""Whether a stream is a terminal, and JSON a terminal shows without obeying: what the command
+"""Whether a stream is a terminal, and a yes-or-no question asked on it: what the command
 line and the key commands share."""
 
 from __future__ import annotations
 
-import json
-import re
-from typing import IO, Any
+from typing import IO
 
-__all__ = ["ask_yes_no", "is_terminal", "json_text"]
-
-# What json.dumps(ensure_ascii=False) leaves raw although a terminal may act on it: DEL, the C1
-# controls (U+009B is a CSI), line and paragraph separators, the bidirectional overrides.
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def json_text(document: Any) -> str:
-    """`document` as indented JSON for stdout. Every value stays as received (a parser reads
-    back the very same strings), but no character a terminal would obey is written raw: JSON
-    escapes C0 controls itself, and the few others above become `\\uXXXX` escapes too."""
-    text = json.dumps(document, indent=2, ensure_ascii=False)
-    # Outside strings JSON is ASCII, so these can only be inside one, where an escape is valid.
-    return _JSON_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+__all__ = ["ask_yes_no", "is_terminal"]
 
 
 def is_terminal(stream: IO[str]) -> bool:

@@ -16,12 +16,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from xrouter_tui.devserver.app import create_app
 from xrouter_tui.devserver.hostile import RAW_TRANSPORT
-from xrouter_tui.devserver.state import DevServerConfig, DevServerState
+from xrouter_tui.devserver.state import DEFAULT_PORT, DevServerConfig, DevServerState
 from xrouter_tui.serving import bind, is_loopback, url_of
 
 __all__ = ["DEFAULT_PORT", "RunningDevServer", "is_loopback", "serve", "start_dev_server"]
 
-DEFAULT_PORT = 8402
 _STARTUP_SECONDS = 10.0
 # Short, so stopping never waits long on a stream held open by a stall fault.
 _GRACEFUL_SECONDS = 1

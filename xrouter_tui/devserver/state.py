@@ -13,6 +13,7 @@ from xrouter_tui.payments.networks import Network, find_network
 
 __all__ = [
     "DEFAULT_PAY_TO",
+    "DEFAULT_PORT",
     "DEFAULT_REJECT_REASON",
     "FAULTS",
     "MODELS_SHAPES",
@@ -21,6 +22,9 @@ __all__ = [
     "DevServerConfig",
     "DevServerState",
 ]
+
+# The local router's port when none is given.
+DEFAULT_PORT = 8402
 
 FAULTS: dict[str, str] = {
     "comments": "a ': keep-alive' comment line before every stream event",

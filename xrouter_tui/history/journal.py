@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xrouter_tui.api import Usage
 from xrouter_tui.config import data_dir
-from xrouter_tui.store import Store, StoreError, make_title
+from xrouter_tui.history.store import Store, StoreError, make_title
 
 __all__ = ["HISTORY_FILE", "TurnJournal", "history_path"]
 

@@ -49,7 +49,8 @@ from xrouter_tui.api import (
     read_completion,
 )
 from xrouter_tui.charges import Charge
-from xrouter_tui.commands.journal import TurnJournal
+from xrouter_tui.history.journal import TurnJournal
+from xrouter_tui.history.store import StoreError
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import (
     PaymentRefused,
@@ -72,7 +73,6 @@ from xrouter_tui.proxy.wire import (
 )
 from xrouter_tui.safe_text import one_line, valid_tx
 from xrouter_tui.serving import BROKE, COMPLETED, LEFT, STOPPED, WatchedStream
-from xrouter_tui.store import StoreError
 
 __all__ = ["ProxySetup", "create_proxy_app"]
 

@@ -17,9 +17,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from xrouter_tui.api import Limits, Usage, error_text, read_chunk
-from xrouter_tui.commands.journal import TurnJournal
+from xrouter_tui.history.journal import TurnJournal
+from xrouter_tui.history.store import Store
 from xrouter_tui.proxy.wire import ProxyRequest
-from xrouter_tui.store import Store
 
 __all__ = ["ProxyHistory", "StreamTap"]
 

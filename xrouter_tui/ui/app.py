@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from eth_account.signers.local import LocalAccount
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -19,12 +18,12 @@ from textual.worker import Worker, WorkerState
 
 from xrouter_tui.api import Limits, ModelInfo, RouterClient, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
+from xrouter_tui.history.store import Store, StoreError
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
-from xrouter_tui.payments import Network, Quote, SpendingPolicy, format_usd
+from xrouter_tui.payments import Network, Quote, SpendingPolicy, WalletKey, format_usd
 from xrouter_tui.pricing import PriceGuide
 from xrouter_tui.safe_text import MALFORMED, one_line, terminal_text, valid_tx
-from xrouter_tui.store import Store, StoreError
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
 from xrouter_tui.ui.history import export_conversation, open_history
 from xrouter_tui.ui.messages import ModelChanged, WalletChanged
@@ -53,7 +52,7 @@ class RouterSetup:
     """Where the chat sends its requests and with which wallet."""
 
     base_url: str
-    account: LocalAccount | None
+    account: WalletKey | None
     networks: tuple[Network, ...]
     demo: bool = False
     # Extra models to offer when the live list cannot be fetched (the demo has none to cache).
@@ -332,7 +331,7 @@ class ChatApp(App[None]):
 
     # -- the wallet ----------------------------------------------------------------------
 
-    def use_account(self, account: LocalAccount | None) -> None:
+    def use_account(self, account: WalletKey | None) -> None:
         """Pay for the next turns from `account` (None: no wallet), and show its address."""
         self.router = replace(self.router, account=account)
         self.client.account = account

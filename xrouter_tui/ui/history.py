@@ -13,10 +13,10 @@ from pathlib import Path
 from xrouter_tui.api import ModelInfo, Usage
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
-from xrouter_tui.commands.history import export_markdown
-from xrouter_tui.commands.journal import history_path
+from xrouter_tui.history.export import export_markdown
+from xrouter_tui.history.journal import history_path
+from xrouter_tui.history.store import ConversationInfo, Store, StoredMessage
 from xrouter_tui.payments import find_network, format_usd
-from xrouter_tui.store import ConversationInfo, Store, StoredMessage
 from xrouter_tui.ui.widgets.chat_log import ShownMessage
 
 __all__ = [

@@ -16,7 +16,7 @@ from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.payments import SignedPayment
 
 if TYPE_CHECKING:
-    from xrouter_tui.commands.journal import TurnJournal
+    from xrouter_tui.history.journal import TurnJournal
     from xrouter_tui.ledger import Ledger
 
 __all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from eth_account.signers.local import LocalAccount
 from textual.app import SystemCommand
 
+from xrouter_tui.payments import WalletKey
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.screens.wallet_setup import KEYRING_GROUP, WalletSetup
 from xrouter_tui.ui.widgets.status_bar import StatusBar
@@ -71,7 +71,7 @@ class WalletCommands:
             return
         self.app.call_from_thread(self._opened, account, "")
 
-    def _opened(self, account: LocalAccount | None, problem: str) -> None:
+    def _opened(self, account: WalletKey | None, problem: str) -> None:
         self._status().opening_keyring = False
         if account is not None:
             self.app.use_account(account)
@@ -140,7 +140,7 @@ class WalletCommands:
         if not any(isinstance(screen, WalletSetup) for screen in self.app.screen_stack):
             self.app.push_screen(WalletSetup(problem=problem, replacing=replacing))
 
-    def _confirm_replacing(self, old: LocalAccount | None) -> None:
+    def _confirm_replacing(self, old: WalletKey | None) -> None:
         if old is None:
             self._open_setup()
             return

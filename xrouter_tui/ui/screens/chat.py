@@ -18,10 +18,10 @@ from textual.worker import Worker
 from xrouter_tui.api import ModelInfo, PaymentDeclined, RouterError, payment_note
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
-from xrouter_tui.commands.journal import TurnJournal
+from xrouter_tui.history.journal import TurnJournal
+from xrouter_tui.history.store import StoreError
 from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_usd
 from xrouter_tui.pricing import shorter_max_tokens
-from xrouter_tui.store import StoreError
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.messages import (
     ModelChanged,

@@ -19,9 +19,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
+from xrouter_tui.history.store import ConversationInfo, Store, StoreError
 from xrouter_tui.payments import format_usd
 from xrouter_tui.safe_text import one_line
-from xrouter_tui.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.widgets.picker_list import PickerList
 

@@ -26,10 +26,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
+from xrouter_tui.history.store import StoredPayment
 from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
 from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
-from xrouter_tui.store import StoredPayment
 from xrouter_tui.ui.history import write_new_file
 
 if TYPE_CHECKING:

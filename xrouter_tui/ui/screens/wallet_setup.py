@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from eth_account.signers.local import LocalAccount
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -20,8 +19,14 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, OptionList, S
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.commands.key import funding_help
-from xrouter_tui.wallet import WalletError, account_from_key, generate_key, store_key
+from xrouter_tui.payments import WalletKey
+from xrouter_tui.wallet import (
+    WalletError,
+    account_from_key,
+    funding_help,
+    generate_key,
+    store_key,
+)
 
 if TYPE_CHECKING:
     from xrouter_tui.ui.app import ChatApp
@@ -239,7 +244,7 @@ class WalletSetup(ModalScreen[None]):
         self._set_busy(False)
         self._show_problem(message)
 
-    def _stored(self, account: LocalAccount, generated: bool) -> None:
+    def _stored(self, account: WalletKey, generated: bool) -> None:
         # First, even if the user left with Esc meanwhile: the keyring holds this key now.
         self.app.use_account(account)
         if not self.is_attached:

@@ -1,0 +1,244 @@
+"""The run of `xrouter-tui ask`: one question, answered, paid into the ledger and, unless
+--no-history, saved as it goes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from xrouter_tui.api import (
+    Limits,
+    ModelInfo,
+    NoWallet,
+    RouterClient,
+    RouterError,
+    Timeouts,
+    payment_note,
+)
+from xrouter_tui.commands.ask_turn import (
+    AskRequest,
+    Progress,
+    TurnRecord,
+    build_messages,
+    read_prompt,
+    stream_answer,
+)
+from xrouter_tui.commands.console import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    PROG,
+    Console,
+    silence_stdout,
+)
+from xrouter_tui.commands.routing import command_settings, no_wallet, router_for
+from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
+from xrouter_tui.config import Settings
+from xrouter_tui.history.journal import TurnJournal, history_path
+from xrouter_tui.history.store import Store, StoreError
+from xrouter_tui.ledger import Ledger
+from xrouter_tui.payments import (
+    PaymentRefused,
+    Quote,
+    SpendingPolicy,
+    format_usd,
+    short_address,
+    unconfirmed,
+)
+from xrouter_tui.pricing import shorter_max_tokens
+
+__all__ = ["run_ask"]
+
+
+def run_ask(args: argparse.Namespace, console: Console) -> int:
+    settings = command_settings(args, console.env)
+    prompt = read_prompt(args.prompt, console.stdin)
+    # The ledger lives in the history, so budgets hold even for --no-history.
+    with Store.open(history_path(console.env)) as store:
+        return _ask_and_answer(args, console, settings, prompt, store)
+
+
+def _ask_and_answer(
+    args: argparse.Namespace, console: Console, settings: Settings, prompt: str, store: Store
+) -> int:
+    """One question, answered, paid into the ledger and, unless --no-history, saved as it
+    goes."""
+    stdin, stdout, stderr = console.stdin, console.stdout, console.stderr
+    system = settings.system_prompt if args.system is None else args.system
+    model = args.model or settings.model
+    earlier: tuple[dict[str, str], ...] = ()
+    conversation_id: int | None = None
+    if args.continue_latest or args.cid is not None:
+        conversation_id = store.latest_conversation_id() if args.continue_latest else args.cid
+        info = store.conversation(conversation_id) if conversation_id is not None else None
+        if info is None:
+            console.error(
+                "no conversation to continue yet."
+                if args.continue_latest
+                else f"no conversation with id {args.cid} (`{PROG} history` lists them)."
+            )
+            return EXIT_USAGE
+        # Going on with a conversation keeps its model and system prompt unless told otherwise.
+        model = args.model or info.model or model
+        if args.system is None:
+            system = info.system_prompt
+        elif args.system != info.system_prompt:
+            store.set_system_prompt(info.id, args.system)
+        earlier = tuple(m for m in store.history_messages(info.id) if m["role"] != "system")
+    request = AskRequest(
+        prompt=prompt,
+        model=model,
+        max_tokens=args.max_tokens or settings.max_tokens,
+        system=system,
+        temperature=settings.temperature,
+        earlier=earlier,
+    )
+    with router_for(args, settings, console.env, stderr) as (base_url, account, networks, models):
+        if account is None:
+            console.error(no_wallet("ask"))
+            return EXIT_USAGE
+        cap, cap_setting = settings.max_per_request_usd, "max_per_request_usd"
+        if args.max_price is not None and args.max_price < cap:
+            cap, cap_setting = args.max_price, "--max-price"
+        policy = SpendingPolicy(networks=networks, max_per_request_usd=cap, cap_setting=cap_setting)
+        ledger = Ledger(
+            store,
+            networks,
+            session_budget_usd=settings.session_budget_usd,
+            daily_budget_usd=settings.daily_budget_usd,
+        )
+        model_info = next((m for m in models if m.id == request.model), None)
+        record = TurnRecord(model=request.model, model_info=model_info)
+        progress = Progress(stderr, enabled=is_terminal(stderr))
+        journal = None
+        if not args.no_history:
+            journal = TurnJournal(
+                store, conversation_id=conversation_id, model=model, system_prompt=system
+            )
+            conversation_id = journal.begin(prompt)  # committed before any network I/O
+
+        async def confirm(quote: Quote) -> bool:
+            if args.yes or quote.amount_usd <= settings.confirm_above_usd:
+                return True
+            progress.clear()
+            question = (
+                f"Pay {format_usd(quote.amount_usd)} on {quote.network.label} to "
+                f"{short_address(quote.requirement.pay_to)} for {request.model}? "
+                f"(above confirm_above_usd, {format_usd(settings.confirm_above_usd)}) [y/N] "
+            )
+            answer = ask_yes_no(question, stdin or sys.stdin, stderr)
+            if answer is None:
+                raise unconfirmed(
+                    quote.amount_usd,
+                    settings.confirm_above_usd,
+                    "there is no terminal to ask on",
+                    "add --yes to pay it",
+                )
+            return answer
+
+        async def turn() -> None:
+            async with RouterClient(
+                base_url,
+                account=account,
+                policy=policy,
+                timeouts=Timeouts.of(settings),
+                limits=Limits.of(settings),
+            ) as client:
+                await stream_answer(
+                    client,
+                    request,
+                    record,
+                    out=stdout,
+                    progress=progress,
+                    out_is_terminal=is_terminal(stdout),
+                    ledger=ledger,
+                    journal=journal,
+                    confirm=confirm,
+                    raw=args.raw,
+                )
+
+        try:
+            asyncio.run(turn())
+        except BrokenPipeError:
+            # The reader of our stdout went away (`| head`): stop quietly, the turn is over.
+            silence_stdout()
+            ledger.failed(record.payment, BrokenPipeError(), accepted=record.accepted)
+            if journal is not None:
+                journal.finish("stopped", usage=record.usage, error="the output was closed")
+            return EXIT_FAILED
+        except (KeyboardInterrupt, PaymentRefused, RouterError, StoreError) as exc:
+            _end_answer(console, record, progress)
+            if isinstance(exc, StoreError):
+                message, code = str(exc), EXIT_FAILED
+            else:
+                message, code = _turn_failure(exc, record)
+            if isinstance(exc, PaymentRefused):
+                message = ledger.explain(exc) + _shorter_hint(exc, request, model_info)
+            ledger.failed(record.payment, exc, accepted=record.accepted)
+            if journal is not None:
+                _save_failure(journal, exc, record, message)
+            console.error(message)
+            return code
+        except BaseException as exc:
+            # Whatever else went wrong, the answer is not left `streaming`.
+            ledger.failed(record.payment, exc, accepted=record.accepted)
+            if journal is not None:
+                _save_failure(journal, exc, record, f"{type(exc).__name__}: {exc}")
+            raise
+        _end_answer(console, record, progress)
+        if journal is not None:
+            journal.finish("complete", usage=record.usage)
+        summary = record.summary()
+        if conversation_id is not None:
+            summary += f" · conversation {conversation_id}"
+        print(summary, file=stderr, flush=True)
+        return EXIT_OK
+
+
+def _save_failure(
+    journal: TurnJournal, exc: BaseException, record: TurnRecord, message: str
+) -> None:
+    """Keep how a turn ended: stopped by the user, or failed with its error and partial text."""
+    try:
+        if isinstance(exc, KeyboardInterrupt):
+            journal.finish("stopped", usage=record.usage)
+        else:
+            partial = exc.partial_text if isinstance(exc, RouterError) else ""
+            journal.finish("failed", usage=record.usage, error=message, partial_text=partial)
+    except StoreError:
+        pass  # the answer stays `streaming`, and is marked interrupted at the next start
+
+
+def _shorter_hint(refusal: PaymentRefused, request: AskRequest, model: ModelInfo | None) -> str:
+    """When a shorter answer would fit the limits, the --max-tokens that would do it."""
+    fitting = shorter_max_tokens(refusal, model, build_messages(request), request.max_tokens)
+    if fitting is None:
+        return ""
+    return f" A shorter answer would fit: --max-tokens {fitting} (now {request.max_tokens})."
+
+
+def _turn_failure(
+    exc: KeyboardInterrupt | PaymentRefused | RouterError, record: TurnRecord
+) -> tuple[str, int]:
+    """What to tell the user when a turn ends early, and the exit code that goes with it."""
+    if isinstance(exc, KeyboardInterrupt):
+        note = payment_note(record.payment, accepted=record.accepted)
+        return f"interrupted.{note}", EXIT_INTERRUPTED
+    if isinstance(exc, PaymentRefused):
+        return exc.message, EXIT_REFUSED
+    return exc.message, EXIT_USAGE if isinstance(exc, NoWallet) else EXIT_FAILED
+
+
+def _end_answer(console: Console, record: TurnRecord, progress: Progress) -> None:
+    """Leave the terminal tidy: no progress line, and the answer ends with a newline."""
+    progress.clear()
+    if record.deltas and not record.ends_with_newline:
+        try:
+            console.stdout.write("\n")
+            console.stdout.flush()
+        except BrokenPipeError:
+            silence_stdout()
+        record.ends_with_newline = True

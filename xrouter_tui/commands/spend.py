@@ -1,0 +1,71 @@
+"""`xrouter-tui spend`: what was paid on the allowed networks (or the demo's), as tables, JSON
+or CSV."""
+
+from __future__ import annotations
+
+import argparse
+
+from xrouter_tui.commands.console import EXIT_OK, Console
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    spend = commands.add_parser(
+        "spend",
+        help="show what was paid: totals, per model, and every payment",
+        description="Show what was paid on the allowed networks (allowed_networks): today, in "
+        "all, per model, and every payment newest first with its status and transaction. "
+        "Payments stay here when their conversation is deleted.",
+    )
+    spend.add_argument(
+        "--demo",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="the demo's payments instead (on its test network: no real money)",
+    )
+    spend_format = spend.add_mutually_exclusive_group()
+    spend_format.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    spend_format.add_argument(
+        "--csv", action="store_true", help="print the payments as CSV (one row each)"
+    )
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """The ledger of payments on the allowed networks, or the demo's: no session, so no
+    session total."""
+    # Imported when it runs, as in every command: the options alone are read at start.
+    from xrouter_tui.commands.demo import DEMO_NETWORK
+    from xrouter_tui.commands.spend_table import (
+        not_counted_note,
+        spend_csv,
+        spend_json,
+        spend_table,
+    )
+    from xrouter_tui.config import load_settings
+    from xrouter_tui.history.journal import history_path
+    from xrouter_tui.history.store import Store
+    from xrouter_tui.ledger import Ledger
+
+    demo = getattr(args, "demo", False)
+    networks = (DEMO_NETWORK,) if demo else load_settings(console.env).networks
+    with Store.open(history_path(console.env)) as store:
+        ledger = Ledger(store, networks)
+        spending = ledger.spending(session=False)
+        # For people only: what the table leaves out (scripts asked for the allowed networks).
+        plain_table = not (demo or args.json or args.csv)
+        elsewhere = (
+            [p for p in store.payments() if p.network not in ledger.networks] if plain_table else []
+        )
+    stdout = console.stdout
+    if args.csv:
+        stdout.write(spend_csv(spending))
+    elif args.json:
+        print(spend_json(spending), file=stdout)
+    elif demo:
+        heading = f"Demo, on {DEMO_NETWORK.label}"
+        print(spend_table(spending, heading=heading, empty="No demo payments yet."), file=stdout)
+    else:
+        print(spend_table(spending, note=not_counted_note(elsewhere, DEMO_NETWORK)), file=stdout)
+    stdout.flush()
+    return EXIT_OK
