@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self
 
 import httpx
@@ -30,12 +30,14 @@ from xrouter_tui.api.errors import (
     RouterUnreachable,
     StreamError,
     StreamInterrupted,
+    payment_note,
 )
-from xrouter_tui.api.events import ChatEvent, Delta, Done, Paid, Reasoning
+from xrouter_tui.api.events import ChatEvent, ConfirmPayment, Delta, Done, OnSigned, Paid, Reasoning
 from xrouter_tui.api.models import Estimate, ModelInfo, parse_estimate, parse_models
 from xrouter_tui.api.reading import (
     Limits,
     StalledRead,
+    Timeouts,
     TooLarge,
     read_capped,
     read_document,
@@ -45,7 +47,6 @@ from xrouter_tui.payments import (
     Budget,
     ChallengeError,
     PaymentChallenge,
-    Quote,
     SignedPayment,
     Signer,
     SpendingPolicy,
@@ -58,39 +59,13 @@ from xrouter_tui.payments import (
 from xrouter_tui.safe_text import one_line
 
 if TYPE_CHECKING:
-    from xrouter_tui.config import Settings
+    pass
 
-__all__ = [
-    "Completion",
-    "ConfirmPayment",
-    "Limits",
-    "OnSigned",
-    "RouterClient",
-    "Timeouts",
-    "answer_broke",
-    "payment_note",
-]
+__all__ = ["RouterClient", "answer_broke"]
 
-ConfirmPayment = Callable[[Quote], Awaitable[bool]]
-OnSigned = Callable[[SignedPayment], Awaitable[None] | None]
 
 _CHAT_PATH = "/v1/chat/completions"
 _ERROR_BODY_LIMIT = 300
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds to wait: for a connection (and for a stalled write), for the response headers
-    (however slowly they drip), and for progress in a body (a whole line of a stream)."""
-
-    connect: float = 10.0
-    first_byte: float = 120.0
-    idle: float = 60.0
-
-    @classmethod
-    def of(cls, settings: Settings) -> Timeouts:
-        """The timeouts the user set."""
-        return cls(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout)
 
 
 class RouterClient:
@@ -619,16 +594,3 @@ def _retry_after(value: str | None) -> float | None:
 
 def _reason(exc: Exception) -> str:
     return str(exc).strip().rstrip(".") or type(exc).__name__
-
-
-def payment_note(payment: SignedPayment | None, *, accepted: bool = True) -> str:
-    """What the user must know of the money when a paid request fails."""
-    if payment is None:
-        return ""
-    amount = format_usd(payment.amount_usd)
-    if accepted:
-        return f" {amount} was paid for this request; sending it again is a new charge."
-    return (
-        f" The payment of {amount} was sent and may be charged; it will not be resent, "
-        "and sending the request again is a new charge."
-    )

@@ -6,7 +6,7 @@ new request is a new charge: a paid request is never sent again on its own.
 
 from __future__ import annotations
 
-from xrouter_tui.payments import PaymentRefused, SignedPayment
+from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
 
 __all__ = [
     "AnswerTooLarge",
@@ -20,6 +20,7 @@ __all__ = [
     "RouterUnreachable",
     "StreamError",
     "StreamInterrupted",
+    "payment_note",
 ]
 
 
@@ -115,3 +116,16 @@ class AnswerTooLarge(RouterError):
 
 class PaymentDeclined(PaymentRefused):
     """The user said no when asked to confirm the payment; nothing was signed."""
+
+
+def payment_note(payment: SignedPayment | None, *, accepted: bool = True) -> str:
+    """What the user must know of the money when a paid request fails."""
+    if payment is None:
+        return ""
+    amount = format_usd(payment.amount_usd)
+    if accepted:
+        return f" {amount} was paid for this request; sending it again is a new charge."
+    return (
+        f" The payment of {amount} was sent and may be charged; it will not be resent, "
+        "and sending the request again is a new charge."
+    )

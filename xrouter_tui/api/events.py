@@ -5,11 +5,26 @@ One name for one thing across layers: the UI receives these very objects.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from xrouter_tui.payments import Receipt, SignedPayment
+from xrouter_tui.payments import Quote, Receipt, SignedPayment
 
-__all__ = ["ChatEvent", "Delta", "Done", "Paid", "Reasoning", "Usage"]
+__all__ = [
+    "ChatEvent",
+    "ConfirmPayment",
+    "Delta",
+    "Done",
+    "OnSigned",
+    "Paid",
+    "Reasoning",
+    "Usage",
+]
+
+# Asked before paying above the confirmation threshold: True to pay.
+ConfirmPayment = Callable[[Quote], Awaitable[bool]]
+# Told of a signature the moment it is made, before the paid request leaves.
+OnSigned = Callable[[SignedPayment], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)

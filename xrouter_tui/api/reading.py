@@ -15,14 +15,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import httpx
-
 if TYPE_CHECKING:
+    # Only named: httpx loads with the client, not with the limits the chat reads at start.
+    import httpx
+
     from xrouter_tui.config import Settings
 
 __all__ = [
     "Limits",
     "StalledRead",
+    "Timeouts",
     "TooLarge",
     "read_capped",
     "read_document",
@@ -53,6 +55,21 @@ class Limits:
             document_bytes=settings.max_document_bytes,
             error_bytes=settings.max_error_bytes,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds to wait: for a connection (and for a stalled write), for the response headers
+    (however slowly they drip), and for progress in a body (a whole line of a stream)."""
+
+    connect: float = 10.0
+    first_byte: float = 120.0
+    idle: float = 60.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Timeouts:
+        """The timeouts the user set."""
+        return cls(settings.connect_timeout, settings.first_byte_timeout, settings.idle_timeout)
 
 
 class TooLarge(Exception):

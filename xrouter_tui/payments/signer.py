@@ -11,9 +11,10 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from coincurve import PrivateKey
+if TYPE_CHECKING:
+    from coincurve import PrivateKey
 
 __all__ = [
     "SECP256K1_ORDER",
@@ -70,7 +71,7 @@ class Signer(Protocol):
 class WalletKey:
     """A secp256k1 private key and its checksummed address; repr and str show the address only."""
 
-    __slots__ = ("_address", "_private_key")
+    __slots__ = ("_address", "_private_key", "_secret")
 
     def __init__(self, key: bytes) -> None:
         # No message below may quote the key: they end up on screens and in logs.
@@ -81,10 +82,18 @@ class WalletKey:
             raise ValueError("a private key is 32 bytes")
         if not 0 < int.from_bytes(secret, "big") < SECP256K1_ORDER:
             raise ValueError("a private key is a number from 1 to the secp256k1 order minus one")
-        self._private_key = PrivateKey(secret)
-        public = self._private_key.public_key.format(compressed=False)
-        # The address is the last 20 bytes of the hash of the public point (x || y, without 0x04).
-        self._address = _checksummed(keccak256(public[1:])[-20:].hex())
+        self._secret = secret
+        # The curve point and the address are worked out when first needed: loading coincurve
+        # and Keccak takes ~30 ms, which the chat's first frame and `--version` do not wait for.
+        self._private_key: PrivateKey | None = None
+        self._address: str | None = None
+
+    def _curve_key(self) -> PrivateKey:
+        if self._private_key is None:
+            from coincurve import PrivateKey
+
+            self._private_key = PrivateKey(self._secret)
+        return self._private_key
 
     @classmethod
     def from_hex(cls, text: str) -> WalletKey:
@@ -105,12 +114,16 @@ class WalletKey:
     @property
     def address(self) -> str:
         """The EIP-55 checksummed address."""
+        if self._address is None:
+            public = self._curve_key().public_key.format(compressed=False)
+            # The last 20 bytes of the hash of the public point (x || y, without the 0x04).
+            self._address = _checksummed(keccak256(public[1:])[-20:].hex())
         return self._address
 
     @property
     def key(self) -> bytes:
         """The 32 private-key bytes: for the keyring and `key export` only."""
-        return self._private_key.secret
+        return self._secret
 
     def sign_digest(self, digest: bytes) -> bytes:
         """The 65-byte signature r || s || v of a 32-byte digest, v = 27 + recovery id.
@@ -121,14 +134,14 @@ class WalletKey:
         if len(digest) != 32:
             raise ValueError("a digest is 32 bytes")
         # coincurve lays a recoverable signature out as r || s || recovery id (0 or 1).
-        signature = self._private_key.sign_recoverable(bytes(digest), hasher=None)
+        signature = self._curve_key().sign_recoverable(bytes(digest), hasher=None)
         return signature[:64] + bytes([27 + signature[64]])
 
     def __repr__(self) -> str:
-        return f"<WalletKey {self._address}>"
+        return f"<WalletKey {self.address}>"
 
     def __str__(self) -> str:
-        return self._address
+        return self.address
 
 
 def as_wallet_key(signer: Signer) -> WalletKey:
