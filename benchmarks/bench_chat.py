@@ -72,7 +72,8 @@ from xrouter_tui.devserver.reply import make_reply
 from xrouter_tui.payments import BASE_SEPOLIA, SpendingPolicy
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed, ResponseStopped
 from xrouter_tui.ui.screens import chat as chat_screen
-from xrouter_tui.ui.widgets.chat_log import AnswerMarkdown, AnswerMessage
+from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
 
 PROMPT = "Write a long answer with headings, lists, code and tables."

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -16,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import TextArea
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.api import Limits, ModelInfo, RouterClient, RouterError, Timeouts
+from xrouter_tui.api import Limits, ModelInfo, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.history.store import Store, StoreError
 from xrouter_tui.ledger import Ledger
@@ -37,7 +38,15 @@ from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
 from xrouter_tui.ui.widgets.chat_log import AnswerFooter
 from xrouter_tui.ui.widgets.status_bar import StatusBar
 
+if TYPE_CHECKING:
+    from xrouter_tui.api import RouterClient
+
 __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
+
+# Seconds from the first frame to loading what it did not need (the wallet, the router client,
+# the model list). Textual draws the footer's keys in a frame of their own just after the first
+# one; that frame does not wait for the loading, which then runs in threads where it can.
+LOAD_AFTER_FIRST_FRAME = 0.05
 
 # Keys the prompt box handles itself (no Binding to read them from), for the help screen.
 PROMPT_KEYS: tuple[tuple[str, str], ...] = (
@@ -112,15 +121,9 @@ class ChatApp(App[None]):
         self.catalog = ModelCatalog(data_dir(self.env))
         cached = None if router.demo else self.catalog.cached(router.base_url)
         self.models: list[ModelInfo] = cached or list(router.fallback_models)
-        self.client = RouterClient(
-            router.base_url,
-            account=router.account,
-            policy=SpendingPolicy(
-                networks=router.networks, max_per_request_usd=settings.max_per_request_usd
-            ),
-            timeouts=Timeouts.of(settings),
-            limits=Limits.of(settings),
-        )
+        # Made on first use (see `client`): loading httpx and making its TLS context takes a
+        # tenth of a second that the first frame does not wait for.
+        self._client: RouterClient | None = None
         # Prices of the prompt as typed, corrected by the router's own quotes.
         self.price_guide = PriceGuide()
         # Set by "Pay, don't ask again": no more payment questions until the app quits.
@@ -137,6 +140,28 @@ class ChatApp(App[None]):
             daily_budget_usd=settings.daily_budget_usd,
         )
         self._history_warned = False
+
+    @property
+    def client(self) -> RouterClient:
+        """The router client: made on first use (the model list, made just after the first
+        frame, usually is)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> RouterClient:
+        from xrouter_tui.api import RouterClient
+
+        return RouterClient(
+            self.router.base_url,
+            account=self.router.account,
+            policy=SpendingPolicy(
+                networks=self.router.networks,
+                max_per_request_usd=self.settings.max_per_request_usd,
+            ),
+            timeouts=Timeouts.of(self.settings),
+            limits=Limits.of(self.settings),
+        )
 
     def get_default_screen(self) -> Screen:
         return ChatScreen()
@@ -168,10 +193,17 @@ class ChatApp(App[None]):
         else:
             self.notify(f"Unknown theme {self.settings.theme!r}: using the default.")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.set_timer(LOAD_AFTER_FIRST_FRAME, self._load_after_first_frame)
+
+    def _load_after_first_frame(self) -> None:
+        """What the chat needs soon but not for its first frame: the wallet (its address, or
+        the keyring), the router client and the live model list."""
+        self.chat.load_wallet()
         self._fetch_models()
 
     async def on_unmount(self) -> None:
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -280,6 +312,15 @@ class ChatApp(App[None]):
 
     @work(exclusive=True, group="models", exit_on_error=False)
     async def _fetch_models(self) -> None:
+        if self._client is None:
+            # Made in a thread: loading httpx and making its TLS context takes a tenth of a
+            # second, which keys typed meanwhile should not wait for.
+            made = await asyncio.to_thread(self._make_client)
+            if self._client is None:
+                made.account = self.router.account  # the wallet may have opened meanwhile
+                self._client = made
+            else:  # a turn needed one first
+                await made.aclose()
         try:
             models = await self.client.list_models()
         except RouterError as exc:
@@ -334,7 +375,8 @@ class ChatApp(App[None]):
     def use_account(self, account: WalletKey | None) -> None:
         """Pay for the next turns from `account` (None: no wallet), and show its address."""
         self.router = replace(self.router, account=account)
-        self.client.account = account
+        if self._client is not None:
+            self._client.account = account
         self.chat.query_one(StatusBar).wallet = self.router.address
         self.chat.post_message(WalletChanged(self.router.address))
 

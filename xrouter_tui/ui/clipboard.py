@@ -12,8 +12,6 @@ import shutil
 import sys
 from collections.abc import Mapping
 
-from markdown_it import MarkdownIt
-
 __all__ = ["child_environment", "clipboard_command", "copy_with_system_tool", "last_code_block"]
 
 # The program's own variables: the wallet key, the proxy's token and the rest. A clipboard tool
@@ -67,6 +65,8 @@ async def copy_with_system_tool(
 
 def last_code_block(markdown: str) -> str | None:
     """The content of the last fenced or indented code block in `markdown`, if any."""
+    from markdown_it import MarkdownIt  # loaded when first used, not for the first frame
+
     tokens = MarkdownIt("commonmark").parse(markdown)
     blocks = [token.content for token in tokens if token.type in ("fence", "code_block")]
     return blocks[-1] if blocks else None

@@ -11,11 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from xrouter_tui.api import ConfirmPayment, Delta, Done, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.api import ConfirmPayment, Delta, Done, Paid, Reasoning, Usage
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.payments import SignedPayment
 
 if TYPE_CHECKING:
+    from xrouter_tui.api import RouterClient
     from xrouter_tui.history.journal import TurnJournal
     from xrouter_tui.ledger import Ledger
 

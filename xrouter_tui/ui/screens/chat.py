@@ -85,17 +85,29 @@ class ChatScreen(Screen[None]):
         self.conversation.system_prompt = self.app.settings.system_prompt
         status = self.query_one(StatusBar)
         status.model = self.app.model
-        status.wallet = self.app.router.address
         router = self.app.router
-        if router.account is None and not router.demo and key_source(self.app.env) == "keyring":
-            # In a thread: a locked keyring may take its time, or ask to be unlocked.
-            self.app.wallet_commands.open_keyring()
         if router.demo:
             self.notify(
                 "A local router and a throwaway wallet on a test network: no real money moves.",
                 title="Demo mode",
                 timeout=6,
             )
+
+    def load_wallet(self) -> None:
+        """Show the wallet's address, or read the keyring for one (the app calls this once its
+        first frame is drawn)."""
+        router = self.app.router
+        if router.account is not None:
+            self._show_address()
+        elif not router.demo and key_source(self.app.env) == "keyring":
+            # In a thread: a locked keyring may take its time, or ask to be unlocked.
+            self.app.wallet_commands.open_keyring()
+
+    @work(thread=True, group="wallet-address", exit_on_error=False)
+    def _show_address(self) -> None:
+        # In a thread: the address is worked out from the key (loading coincurve and Keccak).
+        address = self.app.router.address
+        self.app.call_from_thread(setattr, self.query_one(StatusBar), "wallet", address)
 
     @property
     def streaming(self) -> bool:

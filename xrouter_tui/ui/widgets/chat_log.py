@@ -21,11 +21,9 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from xrouter_tui.safe_text import TerminalFilter, one_line, terminal_text
-from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
 
 __all__ = [
     "AnswerFooter",
-    "AnswerMarkdown",
     "AnswerMessage",
     "ChatLog",
     "ErrorBlock",
@@ -177,6 +175,10 @@ class AnswerMessage(Vertical):
         super().__init__()
         # The model's id is the router's word: plain text, never markup.
         self.border_title = Content(one_line(model))
+        # Imported with the first answer: Markdown's parser and Rich's renderer take ~25 ms to
+        # load, and an empty chat's first frame does not wait for them.
+        from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
+
         self.body = AnswerMarkdown()
         self.thinking = Static("", classes="reasoning", markup=False)
         self.footer = AnswerFooter()
