@@ -72,6 +72,8 @@ def running() -> Iterator[RunningDevServer]:
 
 @pytest.fixture
 def dev(running: RunningDevServer) -> RunningDevServer:
+    # The test before may have left a stream ending: its end must not land in this test's counts.
+    assert wait_for(lambda: running.state.open_streams == 0)
     running.reset(DevServerConfig(reply_deltas=DELTAS))
     return running
 

@@ -128,11 +128,21 @@ def proxy(start) -> Proxy:
 
 
 def stored():
-    with Store.open(history_path()) as store:
-        conversations = store.conversations()
-        messages = {c.id: store.messages(c.id) for c in conversations}
-        payments = store.payments()
-    return conversations, messages, payments
+    """The history once every answer in it has ended: the proxy writes how an answer ended
+    just after the client has all of it, so a client may read the history a moment before."""
+    found = None
+
+    def read():
+        nonlocal found
+        with Store.open(history_path()) as store:
+            conversations = store.conversations()
+            messages = {c.id: store.messages(c.id) for c in conversations}
+            payments = store.payments()
+        found = conversations, messages, payments
+        return not any(m.status == "streaming" for kept in messages.values() for m in kept)
+
+    wait_until(read, "every answer saved")
+    return found
 
 
 def wait_until(condition, what: str) -> None:

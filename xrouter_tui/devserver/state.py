@@ -165,6 +165,9 @@ class DevServerState:
 
     `completed_streams` counts streams sent to their end (a fault may have shortened them);
     `disconnects` those whose client went away first; `dropped_streams` the `disconnect` fault.
+    `open_streams` counts streams being sent now: a reset keeps it, since they are still going
+    (a test waits for it to be 0 before it resets, so that a stream of the test before it does
+    not end in its counters).
     """
 
     unpaid_requests: int = 0
@@ -176,12 +179,13 @@ class DevServerState:
     disconnects: int = 0
     dropped_streams: int = 0
     used_nonces: set[tuple[str, str]] = field(default_factory=set)
+    open_streams: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def count(self, counter: str) -> None:
-        """Add one to the named counter."""
+    def count(self, counter: str, by: int = 1) -> None:
+        """Add `by` (one) to the named counter."""
         with self._lock:
-            setattr(self, counter, getattr(self, counter) + 1)
+            setattr(self, counter, getattr(self, counter) + by)
 
     def nonce_used(self, payer: str, nonce: str) -> bool:
         with self._lock:
@@ -214,7 +218,7 @@ class DevServerState:
         """Forget everything, keeping this object (which a running app holds)."""
         with self._lock:
             for item in fields(self):
-                if item.name != "_lock":
+                if item.name not in ("_lock", "open_streams"):
                     value = (
                         item.default_factory() if callable(item.default_factory) else item.default
                     )

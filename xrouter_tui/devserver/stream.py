@@ -232,11 +232,14 @@ class EventStream(WatchedStream):
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._state.count("open_streams")
         try:
             await super().__call__(scope, receive, send)
         except DroppedConnection:
             self._state.count("dropped_streams")
             raise
+        finally:
+            self._state.count("open_streams", -1)
 
     def _count(self, how: str) -> None:
         if how == COMPLETED:
