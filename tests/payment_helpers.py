@@ -75,16 +75,21 @@ def recover_payer(document: dict, network: Network, *, domain_name: str | None =
             "chainId": network.chain_id,
             "verifyingContract": network.usdc.address,
         },
-        message={
-            "from": auth["from"],
-            "to": auth["to"],
-            "value": int(auth["value"]),
-            "validAfter": int(auth["validAfter"]),
-            "validBefore": int(auth["validBefore"]),
-            "nonce": bytes.fromhex(auth["nonce"][2:]),
-        },
+        message=authorization_message(auth),
     )
     return Account.recover_message(message, signature=document["payload"]["signature"])
+
+
+def authorization_message(auth: dict) -> dict:
+    """The EIP-712 message of a payment header's authorization, read apart from the program."""
+    return {
+        "from": auth["from"],
+        "to": auth["to"],
+        "value": int(auth["value"]),
+        "validAfter": int(auth["validAfter"]),
+        "validBefore": int(auth["validBefore"]),
+        "nonce": bytes.fromhex(auth["nonce"][2:]),
+    }
 
 
 def eth_typed_message(*, domain: dict, message: dict):

@@ -20,6 +20,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils import to_checksum_address as eth_to_checksum_address
 
 from tests.payment_helpers import (
+    authorization_message,
     decode_header,
     eth_typed_message,
     v1_body,
@@ -285,14 +286,7 @@ def test_payments_are_signed_byte_for_byte_as_eth_account_would(version: int) ->
         # The message built apart from the program's own typed data: domain as the spec says.
         message = eth_typed_message(
             domain=expected_domain(network, quote.requirement.asset, extra),
-            message={
-                "from": auth["from"],
-                "to": auth["to"],
-                "value": int(auth["value"]),
-                "validAfter": int(auth["validAfter"]),
-                "validBefore": int(auth["validBefore"]),
-                "nonce": nonce,
-            },
+            message=authorization_message(auth),
         )
         expected = Account.sign_message(message, private_key=key)
         assert signed.signature == "0x" + bytes(expected.signature).hex()
