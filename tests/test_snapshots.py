@@ -123,6 +123,9 @@ def test_the_empty_chat_at_start(snap_compare):
 
         async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
             seen["focused"] = chat.app.focused
+            # The address is worked out just after the first frame.
+            address = short_address(chat.account.address)
+            await wait_for(pilot, lambda: address in status_line(chat), "the wallet's address")
             seen["status"] = status_line(chat)
 
         scene = Scene(chat, steps)

@@ -29,11 +29,6 @@ from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, l
 from xrouter_tui.ui.history import export_conversation, open_history
 from xrouter_tui.ui.messages import ModelChanged, WalletChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
-from xrouter_tui.ui.screens.conversations import NEW_CHAT, ConversationsScreen
-from xrouter_tui.ui.screens.help import HelpScreen, binding_rows
-from xrouter_tui.ui.screens.ledger import LedgerScreen
-from xrouter_tui.ui.screens.model_picker import ModelPicker
-from xrouter_tui.ui.screens.payment import PaymentChoice, PaymentDialog
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
 from xrouter_tui.ui.widgets.chat_log import AnswerFooter
 from xrouter_tui.ui.widgets.status_bar import StatusBar
@@ -46,7 +41,7 @@ __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
 # Seconds from the first frame to loading what it did not need (the wallet, the router client,
 # the model list). Textual draws the footer's keys in a frame of their own just after the first
 # one; that frame does not wait for the loading, which then runs in threads where it can.
-LOAD_AFTER_FIRST_FRAME = 0.05
+LOAD_AFTER_FIRST_FRAME = 0.15
 
 # Keys the prompt box handles itself (no Binding to read them from), for the help screen.
 PROMPT_KEYS: tuple[tuple[str, str], ...] = (
@@ -73,7 +68,11 @@ class RouterSetup:
 
 
 class ChatApp(App[None]):
-    """xrouter-tui's full-screen chat."""
+    """xrouter-tui's full-screen chat.
+
+    The screens that open on a key (conversations, model picker, ledger, payment, help) are
+    imported when first opened: the first frame needs only the chat screen.
+    """
 
     TITLE = "xrouter-tui"
     CSS_PATH = "app.tcss"
@@ -237,6 +236,8 @@ class ChatApp(App[None]):
 
     def action_conversations(self) -> None:
         """Open the saved conversations."""
+        from xrouter_tui.ui.screens.conversations import ConversationsScreen
+
         if isinstance(self.screen, ConversationsScreen):
             return
         if self.store is None:
@@ -254,6 +255,8 @@ class ChatApp(App[None]):
     async def _conversation_chosen(self, choice: int | Literal["new"] | None) -> None:
         if choice is None:
             return
+        from xrouter_tui.ui.screens.conversations import NEW_CHAT
+
         if choice == NEW_CHAT:
             await self.chat.action_new_chat()
             return
@@ -341,6 +344,8 @@ class ChatApp(App[None]):
 
     def action_pick_model(self) -> None:
         """Open the model picker."""
+        from xrouter_tui.ui.screens.model_picker import ModelPicker
+
         if isinstance(self.screen, ModelPicker):
             return
         recent = self.catalog.recent()
@@ -389,6 +394,8 @@ class ChatApp(App[None]):
 
     def action_ledger(self) -> None:
         """Open the ledger of payments."""
+        from xrouter_tui.ui.screens.ledger import LedgerScreen
+
         if isinstance(self.screen, LedgerScreen):
             return
         self.push_screen(LedgerScreen(self.ledger))
@@ -396,6 +403,8 @@ class ChatApp(App[None]):
     async def confirm_payment(self, quote: Quote, model: str) -> bool:
         """Ask before paying above `confirm_above_usd` (unless the user said not to ask again
         this session); True to pay. Call it from a worker: it waits for the answer."""
+        from xrouter_tui.ui.screens.payment import PaymentChoice, PaymentDialog
+
         threshold = self.settings.confirm_above_usd
         if self.confirm_off or quote.amount_usd <= threshold:
             return True
@@ -446,6 +455,8 @@ class ChatApp(App[None]):
 
     def action_help(self) -> None:
         """Show every key."""
+        from xrouter_tui.ui.screens.help import HelpScreen
+
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
             return
@@ -453,6 +464,8 @@ class ChatApp(App[None]):
 
     def key_rows(self) -> list[tuple[str, str]]:
         """Every key the chat answers to, with what it does."""
+        from xrouter_tui.ui.screens.help import binding_rows
+
         return [
             *PROMPT_KEYS,
             *binding_rows(ChatScreen.BINDINGS),  # type: ignore[arg-type]
