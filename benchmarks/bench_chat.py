@@ -147,8 +147,8 @@ class TimedAnswerMarkdown(AnswerMarkdown):
         self.arrivals.append((self._fed, time.perf_counter()))
         super().feed(text)
 
-    def _take_in(self, text: str) -> None:
-        super()._take_in(text)
+    def _commit(self, *args: Any) -> None:
+        super()._commit(*args)
         self.appended.append((len(self.source) - len("".join(self._pending)), time.perf_counter()))
 
 

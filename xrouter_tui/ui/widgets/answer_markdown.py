@@ -16,9 +16,14 @@ from xrouter_tui.ui.markdown_lines import BlockPainter, markdown_theme, split_fi
 
 __all__ = ["AnswerMarkdown"]
 
-# The most text one write takes in. A write draws the blocks the text finishes, and no frame is
-# drawn (nor a key shown) until it is done: 800 characters cost about 4 ms.
-WRITE_CHARS = 800
+# The most text one write takes in: about 5 ms of drawing the blocks it finishes. The balance
+# of two things a user feels at full speed, measured (benchmarks/bench_chat.py, bench_terminal.py):
+# with 800 a 27 KB answer fell behind a fast router and ended 0.3 s after a plain Log; with 1,200
+# or more a key typed meanwhile waits past 25 ms (p50) for its frame. A write also lets the loop
+# in between blocks (see `WRITE_SLICE`), so a key or a frame never waits for all of it.
+WRITE_CHARS = 1000
+# The longest a write draws blocks without letting the loop in.
+WRITE_SLICE = 0.002
 # The least time between two writes. A delta after a pause goes in at once; at full speed, the
 # deltas of a 60th of a second go in together, and the loop is left free for frames and keys.
 WRITE_INTERVAL = 1 / 60
@@ -107,23 +112,54 @@ class AnswerMarkdown(Widget):
                 if len(text) > WRITE_CHARS:
                     self._pending.append(text[WRITE_CHARS:])
                     text = text[:WRITE_CHARS]
-                self._take_in(text)
+                await self._take_in_gradually(text)
                 self._last_write = loop.time()
         finally:
             self._writer = None
 
     def _take_in(self, text: str) -> None:
-        before = self.line_count
         self._source.append(text)
-        self._tail += text
-        blocks, cut = split_finished(self._tail)
+        tail = self._tail + text
+        blocks, cut = split_finished(tail)
         painter = self._painter
-        for block in blocks:
-            self._blocks.append(block)
-            if painter is not None:
-                self._add_lines(painter.paint(block))
-        if cut:
-            self._tail = self._tail[cut:]
+        painted = [painter.paint(block) for block in blocks] if painter is not None else []
+        self._commit(tail, blocks, cut, painted, painter)
+
+    async def _take_in_gradually(self, text: str) -> None:
+        """`_take_in` for the writer: the blocks the text finishes are drawn one by one, the
+        loop let in every `WRITE_SLICE` (a key, a frame: either sees the answer as it stood),
+        and the answer takes them all at once at the end."""
+        self._source.append(text)
+        tail = self._tail + text
+        blocks, cut = split_finished(tail)
+        painter = self._painter
+        painted: list[list[Strip]] = []
+        if painter is not None:
+            loop = asyncio.get_running_loop()
+            since = loop.time()
+            for block in blocks:
+                painted.append(painter.paint(block))
+                if loop.time() - since > WRITE_SLICE:
+                    await asyncio.sleep(0)
+                    since = loop.time()
+            if self._painter is not painter:  # the width or the theme changed meanwhile
+                painter = self._painter
+                painted = [painter.paint(block) for block in blocks] if painter is not None else []
+        self._commit(tail, blocks, cut, painted, painter)
+
+    def _commit(
+        self,
+        tail: str,
+        blocks: list[str],
+        cut: int,
+        painted: list[list[Strip]],
+        painter: BlockPainter | None,
+    ) -> None:
+        before = self.line_count
+        self._blocks.extend(blocks)
+        for lines in painted:
+            self._add_lines(lines)
+        self._tail = tail[cut:] if cut else tail
         if painter is not None:
             self._tail_lines = self._paint_tail(painter)
         self.refresh(layout=painter is None or self.line_count != before)
