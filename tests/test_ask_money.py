@@ -8,9 +8,11 @@ default 1024 max_tokens, about $0.30 at 20000 (above confirm_above_usd, $0.10).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import select
+import sqlite3
 import subprocess
 import sys
 from decimal import Decimal
@@ -114,6 +116,43 @@ def test_a_daily_budget_holds_across_processes(ask, router, isolated_environment
     assert ask("--max-tokens", hint.group(1), "hello again").returncode == 0
     assert router.state.paid_requests == 2
     assert usd(router.state.total_paid) <= Decimal("0.025")
+
+
+def test_a_refused_payment_counts_against_the_budget_until_it_expires(
+    ask, router, isolated_environment
+):
+    price = listed_price("hi", 1024)
+    # Room for one payment, not two.
+    write_config(isolated_environment, f'daily_budget_usd = "{price * 3 / 2}"\n')
+    router.config.faults = {"reject-payment"}
+    refused = ask("hi")
+    assert refused.returncode == 1
+    line = one_line(refused)
+    # Handed over, then refused: the router holds a valid authorization, so it may be charged.
+    assert "could still be charged until" in line and "counts against your budgets" in line
+    assert "nothing was charged" not in line.lower()
+    assert router.state.paid_requests == 1
+
+    # Another process: the uncertain payment fills the budget, so nothing is signed.
+    router.config.faults = set()
+    over = ask("hi")
+    assert over.returncode == 3
+    assert "daily_budget_usd" in one_line(over) and "Nothing was signed" in one_line(over)
+    assert router.state.paid_requests == 1
+
+    # Once its validBefore has passed it can no longer settle: it no longer counts, and reads
+    # "expired, not charged".
+    with Store.open(history_path()) as store:
+        [payment] = store.payments()
+        assert payment.status == "unknown" and payment.at_risk
+    with sqlite3.connect(history_path()) as db:
+        db.execute("UPDATE payments SET valid_before = 1")
+    db.close()
+    assert ask("hi").returncode == 0
+    assert router.state.paid_requests == 2
+    spend = run("spend", "--json")
+    statuses = [p["status"] for p in json.loads(spend.stdout)["payments"]]
+    assert statuses == ["settled", "expired, not charged"]
 
 
 def test_concurrent_processes_cannot_overspend_a_daily_budget(router, key, isolated_environment):

@@ -9,6 +9,7 @@ charged. No JSON, no tracebacks, never the generic fallback when the code is kno
 from __future__ import annotations
 
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from xrouter_tui.api import (
     PaymentDeclined,
     PaymentRejected,
     RouterClient,
+    RouterError,
 )
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.history.store import Store
@@ -31,6 +33,7 @@ from xrouter_tui.payments import (
     BASE,
     BASE_SEPOLIA,
     PaymentRefused,
+    Receipt,
     SpendingPolicy,
     format_usd,
     parse_challenge,
@@ -41,8 +44,12 @@ MODEL = "openai/gpt-4o-mini"
 QUESTION = [{"role": "user", "content": "What does a payment error look like?"}]
 BOTH_NETS = SpendingPolicy(networks=(BASE, BASE_SEPOLIA))
 
-PREFIX = "The payment was not accepted. "
-SUFFIX = " Nothing was charged for it, and it will not be resent."
+PREFIX = "The router refused the payment. "
+# A refusal after the payment left proves nothing: it may still be charged until it expires.
+SUFFIX = re.compile(
+    r" It was signed and handed over, so it could still be charged until \d\d:\d\d:\d\d; it "
+    r"counts against your budgets until then\. It will not be resent\.$"
+)
 FALLBACK = "The router refused the payment"
 INSUFFICIENT = ("insufficient_funds", "invalid_exact_evm_insufficient_balance")
 
@@ -139,8 +146,10 @@ async def rejected(server, *, version: int, network: str, code: str):
 
 def sentence_of(message: str) -> str:
     assert message.startswith(PREFIX), message
-    assert message.endswith(SUFFIX), message
-    return message.removeprefix(PREFIX).removesuffix(SUFFIX)
+    ending = SUFFIX.search(message)
+    assert ending is not None, message
+    assert "nothing was charged" not in message.lower()
+    return message[len(PREFIX) : ending.start()]
 
 
 VERSIONS = [pytest.param(1, "base-sepolia", id="v1"), pytest.param(2, "eip155:84532", id="v2")]
@@ -321,6 +330,53 @@ async def test_over_the_daily_budget_counts_what_was_spent_today(plain_router, s
         ),
         setting="(setting daily_budget_usd)",
     )
+
+
+@pytest.mark.parametrize("history", [True, False], ids=["with a history", "session only"])
+@pytest.mark.parametrize(
+    "how",
+    ["refused after it left", "receipt says failed", "answer lost"],
+)
+async def test_money_of_unknown_outcome_counts_until_its_authorization_expires(
+    plain_router, store, history, how
+):
+    now = [time.time()]
+    ledger = Ledger(
+        store if history else None,
+        (BASE_SEPOLIA,),
+        session_budget_usd=Decimal("1"),
+        clock=lambda: now[0],
+    )
+    async with RouterClient(plain_router.url, account=Account.create(), policy=BOTH_NETS) as client:
+        done = await client.complete(QUESTION, model=MODEL, max_tokens=256, on_signed=ledger.signed)
+    payment = done.payment
+    if how == "refused after it left":
+        ledger.failed(
+            payment,
+            PaymentRejected("refused", code="insufficient_funds", payment=payment),
+            accepted=False,
+        )
+    elif how == "receipt says failed":
+        ledger.paid(payment, Receipt(success=False, error_reason="unexpected_settle_error"))
+    else:
+        ledger.failed(payment, RouterError("the connection broke"), accepted=False)
+    # It was handed over: it may be charged until its validBefore, and the budgets count it.
+    assert ledger.session_at_risk() == payment.amount_usd
+    assert ledger.session_usd() == 0  # not spent: not known
+    if history:
+        assert ledger.today_at_risk() == payment.amount_usd
+        [stored] = ledger.spending().payments
+        assert ledger.spending().status_of(stored) == "unknown"
+        assert ledger.spending().uncertain_usd == payment.amount_usd
+    # A second past its validBefore it can no longer settle.
+    now[0] = payment.valid_before + 1
+    assert ledger.session_at_risk() == 0
+    if history:
+        assert ledger.today_at_risk() == 0
+        spending = ledger.spending()
+        [stored] = spending.payments
+        assert spending.status_of(stored) == "expired, not charged"
+        assert spending.uncertain_usd == 0
 
 
 def test_a_daily_budget_without_a_history_cannot_be_checked():

@@ -386,9 +386,14 @@ def test_a_payment_the_router_rejects_is_a_402_in_plain_words(proxy, router):
     assert rejected.value.body["type"] == "payment_rejected"
     assert rejected.value.response.headers["x-should-retry"] == "false"
     message = rejected.value.body["message"]
-    assert message.startswith("The payment was not accepted") and message.endswith(".")
+    assert message.startswith("The router refused the payment") and message.endswith(".")
+    # Handed over, so it may still be charged: never "nothing was charged".
+    assert "could still be charged until" in message and "counts against your budgets" in message
+    assert "nothing was charged" not in message.lower()
     assert "\n" not in message and "Traceback" not in message
     assert router.state.paid_requests == 1  # not retried, by the SDK or the proxy
+    [payment] = stored()[2]
+    assert payment.status == "unknown" and payment.at_risk
 
 
 def test_a_router_failing_after_the_payment_is_a_502_the_sdk_does_not_retry(proxy, router):

@@ -12,6 +12,7 @@ A snapshot alone can pass on a wrong state, so each test also asserts what a use
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -30,6 +31,7 @@ from tests.ui_helpers import (
     visible_text,
     wait_for,
 )
+from xrouter_tui.api import errors
 from xrouter_tui.chat import MessageStatus
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
@@ -89,6 +91,21 @@ class Scene:
         if self.error is not None:
             raise self.error
         return self.seen
+
+
+class _MidnightClock:
+    """Clock times in messages as 00:00:00: a refused payment's "until" is the same each run."""
+
+    strftime = staticmethod(time.strftime)
+
+    @staticmethod
+    def localtime(_seconds: float | None = None) -> time.struct_time:
+        return time.gmtime(0)
+
+
+@pytest.fixture
+def pinned_message_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(errors, "time", _MidnightClock)
 
 
 @pytest.fixture
@@ -204,7 +221,7 @@ def test_the_help_screen(snap_compare):
     assert matches
 
 
-def test_a_failed_turn_with_its_error(snap_compare):
+def test_a_failed_turn_with_its_error(snap_compare, pinned_message_clock):
     with demo_chat(REJECTING) as chat:
 
         async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
@@ -225,10 +242,12 @@ def test_a_failed_turn_with_its_error(snap_compare):
     seen = scene.check()
     wallet = short_address(chat.account.address)
     assert f"Not enough USDC in {wallet} on Base Sepolia" in seen["error"], seen["error"]
-    assert "Nothing was charged" in seen["error"]
-    assert any("not accepted" in note for note in seen["notices"]), "also a notification"
+    # Handed over, then refused: it may still be charged until it expires, and counts till then.
+    assert "could still be charged until 00:00:00" in seen["error"]
+    assert "nothing was charged" not in seen["error"].lower()
+    assert any("refused the payment" in note for note in seen["notices"]), "also a notification"
     assert seen["prompt"] == "Will this be paid?", "the question goes back into the box"
-    assert seen["state"] is ChatState.ERROR and seen["spent"] == 0
+    assert seen["state"] is ChatState.ERROR and seen["spent"] == 0  # not spent: not known
     assert chat.router.state.payments == [] and chat.router.state.rejections
     assert matches
 

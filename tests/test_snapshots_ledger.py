@@ -53,7 +53,9 @@ def utc() -> Iterator[None]:
         time.tzset()
 
 
-def signed(number: int, amount: int, network: Network = BASE_SEPOLIA) -> SignedPayment:
+def signed(
+    number: int, amount: int, network: Network = BASE_SEPOLIA, valid_before: int = int(NOW) + 600
+) -> SignedPayment:
     return SignedPayment(
         x402_version=1,
         header_name="X-PAYMENT",
@@ -65,7 +67,7 @@ def signed(number: int, amount: int, network: Network = BASE_SEPOLIA) -> SignedP
         amount=amount,
         nonce=f"0x{number:064x}",
         valid_after=0,
-        valid_before=int(NOW) + 600,
+        valid_before=valid_before,
         signature="",
     )
 
@@ -75,8 +77,10 @@ def tx(number: int) -> str:
 
 
 def fixed_ledger(path: Path) -> Ledger:
-    """Six payments: three earlier ones (one of them yesterday's), three of this session (one
-    settled, one rejected, one of unknown outcome), and one on another network, not shown."""
+    """Seven payments: three earlier ones (one of them yesterday's), four of this session (one
+    settled; one its receipt says failed and one whose answer was lost, both of unknown outcome
+    and counted; one of unknown outcome whose authorization has expired, not charged), and one
+    on another network, not shown."""
     store = Store.open(path)
     ledger = Ledger(store, (BASE_SEPOLIA,), clock=lambda: NOW)
     created: list[tuple[int, str]] = []
@@ -94,9 +98,11 @@ def fixed_ledger(path: Path) -> Ledger:
         (4, 31_326, "openai/gpt-4o", Receipt(success=True, transaction=tx(4))),
         (5, 31_326, "openai/gpt-4o", Receipt(success=False, error_reason="insufficient_funds")),
         (6, 9_001, "anthropic/claude-sonnet-4", None),
+        (7, 4_200, "openai/gpt-4o-mini", None),
     ]
     for number, amount, model, receipt in session:
-        payment = signed(number, amount)
+        expired = number == 7  # its validBefore passed a second ago: it can no longer settle
+        payment = signed(number, amount, valid_before=int(NOW) - 1 if expired else int(NOW) + 600)
         ledger.signed(payment, model=model)
         if receipt is None:
             ledger.failed(payment, TimeoutError(), accepted=False)
@@ -132,11 +138,12 @@ def test_the_spending_screen(snap_compare, tmp_path: Path, utc: None):
     assert spending.session_usd == Decimal("0.031326")
     assert spending.today_usd == Decimal("0.031326"), "yesterday's and Base's are not today's"
     assert spending.all_time_usd == Decimal("0.179994")
-    assert spending.uncertain_usd == Decimal("0.009001")
-    assert seen["rows"] == 5, "the Base payment is not this router's network"
+    # The failed receipt's and the lost answer's, not the expired one's.
+    assert spending.uncertain_usd == Decimal("0.040327")
+    assert seen["rows"] == 6, "the Base payment is not this router's network"
     shown = seen["on screen"]
     assert "This session $0.031326 · Today $0.031326 · All time $0.179994" in shown, shown
-    assert "$0.009001 of unknown outcome" in shown
+    assert "$0.040327 of unknown outcome" in shown
     assert "2026-03-14 15:12" in shown and "2026-03-12 09:14" in shown
-    assert "rejected" in shown and "unknown" in shown
+    assert "unknown" in shown and "expired, not charged" in shown and "rejected" not in shown
     assert matches

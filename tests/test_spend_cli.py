@@ -73,12 +73,14 @@ def test_spend_json_matches_what_the_router_took_exactly(paid, key):
     # Decimal strings, compared as exact decimals: no float ever touches money.
     assert Decimal(ledger["all_time_usd"]) == total
     assert Decimal(ledger["today_usd"]) == total
-    assert Decimal(ledger["uncertain_usd"]) == 0
     assert all(isinstance(ledger[k], str) for k in ("today_usd", "all_time_usd"))
 
     newest, *older = ledger["payments"]
-    assert newest["status"] == "rejected" and newest["tx"] is None
+    # Refused after it was handed over: it may still be charged until it expires, so it is of
+    # unknown outcome, not spent, and counted apart.
+    assert newest["status"] == "unknown" and newest["tx"] is None
     assert newest["reason"] == paid.config.reject_reason
+    assert Decimal(ledger["uncertain_usd"]) == Decimal(newest["amount_usd"]) > 0
     # Newest first: the router's accepted payments in reverse order.
     assert [p["status"] for p in older] == ["settled", "settled"]
     for row, payment in zip(older, reversed(accepted), strict=True):
@@ -108,8 +110,11 @@ def test_spend_text_shows_the_totals_models_and_payments(paid):
     total = usd(sum(p.amount for p in accepted))
     text = spend()
     lines = text.splitlines()
-    assert lines[0] == f"today {format_usd(total)} · all time {format_usd(total)}"
-    assert "unknown outcome" not in text
+    uncertain = Decimal(spend_json()["payments"][0]["amount_usd"])
+    assert lines[0] == (
+        f"today {format_usd(total)} · all time {format_usd(total)} · "
+        f"{format_usd(uncertain)} of unknown outcome"
+    )
     models = next(i for i, line in enumerate(lines) if line.split()[:1] == ["MODEL"])
     assert lines[models].split() == ["MODEL", "PAYMENTS", "SPENT"]
     for payment in accepted:
@@ -119,7 +124,7 @@ def test_spend_text_shows_the_totals_models_and_payments(paid):
     assert lines[header].split() == ["TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX"]
     rows = lines[header + 1 :]
     assert len(rows) == 3
-    assert [row.split()[4] for row in rows] == ["rejected", "settled", "settled"]
+    assert [row.split()[4] for row in rows] == ["unknown", "settled", "settled"]
     for row, payment in zip(rows[1:], reversed(accepted), strict=True):
         assert format_usd(usd(payment.amount)) in row
         tx = payment.transaction

@@ -196,7 +196,7 @@ async def test_a_failed_turn_shows_the_error_and_gives_the_prompt_back():
             assert prompt(pilot).text == "will this be paid?", "the prompt is back in the box"
             block = pilot.app.chat.query_one(ErrorBlock)
             assert "USDC" in str(block.render()), str(block.render())
-            assert any("not accepted" in n.message for n in pilot.app._notifications)
+            assert any("refused the payment" in n.message for n in pilot.app._notifications)
             assert status(pilot).state is ChatState.ERROR
             assert status(pilot).session_spend == 0
 

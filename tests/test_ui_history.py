@@ -125,7 +125,9 @@ async def test_a_failed_turn_is_saved_failed_with_its_error():
         assert store.history_messages(info.id) == [], "a failed question is not sent again"
     assert question.content == "will this be paid?"
     assert reply.status == "failed" and reply.error == shown_error
-    assert reply.payment is not None and reply.payment.status == "rejected"
+    assert (
+        reply.payment is not None and reply.payment.status == "unknown"
+    )  # it may still be charged
     assert info.spent_usd == 0
 
 

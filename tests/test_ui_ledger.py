@@ -163,7 +163,7 @@ async def test_x_exports_every_payment_as_csv_and_never_overwrites(
         assert row["network"] == payment.network
 
 
-async def test_a_rejected_payment_is_shown_as_such_and_not_counted():
+async def test_a_refused_payment_is_shown_of_unknown_outcome_and_counted_apart():
     posted = Posted()
     with demo_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
@@ -179,13 +179,15 @@ async def test_a_rejected_payment_is_shown_as_such_and_not_counted():
             spending = screen.spending
             assert spending is not None
             assert spending.session_usd == spending.today_usd == spending.all_time_usd == total
-            assert spending.uncertain_usd == 0
+            # Refused after it was handed over: it may still be charged until it expires.
+            refused = spending.payments[0]
+            assert spending.uncertain_usd == refused.amount_usd > 0
             for label in ("This session", "Today", "All time"):
                 assert f"{label} {format_usd(total)}" in totals(screen)
             assert [(m.payments, m.usd) for m in spending.by_model] == [(1, total)]
 
             rejected, settled = cells(screen)
-            assert rejected[3] == "rejected" and rejected[4] == "—"
+            assert rejected[3] == "unknown" and rejected[4] == "—"
             assert settled[3] == "settled" and settled[4] == short_address(paid.transaction)
             # It stands out: styled, where a settled payment is plain.
             table = screen.query_one(DataTable)

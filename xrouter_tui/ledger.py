@@ -83,7 +83,7 @@ CSV_COLUMNS = (
 )
 
 
-def payments_csv(payments: Iterable[StoredPayment]) -> str:
+def payments_csv(payments: Iterable[StoredPayment], *, now: float | None = None) -> str:
     """The payments as CSV (a header, then a row each), as the ledger screen and `spend --csv`
     write them: amounts in dollars, exactly; times in UTC as recorded.
 
@@ -99,7 +99,7 @@ def payments_csv(payments: Iterable[StoredPayment]) -> str:
             p.model,
             f"{p.amount_usd:f}",
             p.network,
-            p.status,
+            p.shown_status_at(time.time() if now is None else now),
             shown_tx(p.tx) if p.tx else "",
             p.payer,
             p.pay_to,
@@ -151,6 +151,13 @@ class Spending:
     payments: tuple[StoredPayment, ...]
     # Ids of the payments made by this session.
     session_ids: frozenset[int] = frozenset()
+    # When it was read (the ledger's clock): an `unknown` payment past its validBefore then is
+    # shown "expired, not charged".
+    read_at: float = 0.0
+
+    def status_of(self, payment: StoredPayment) -> str:
+        """How `payment` reads in the tables and the CSV, as of `read_at`."""
+        return payment.shown_status_at(self.read_at)
 
 
 @dataclass(slots=True)
@@ -159,6 +166,13 @@ class _SessionPayment:
     amount_usd: Decimal
     status: str
     signed_at: float
+    valid_before: int
+
+    def at_risk_at(self, now: float) -> bool:
+        """Paid, or may yet be charged at `now` (see `store.AT_RISK`)."""
+        if self.status == "unknown" and self.valid_before <= now:
+            return False  # expired: it can no longer settle
+        return self.status in AT_RISK
 
 
 class Ledger:
@@ -208,19 +222,22 @@ class Ledger:
 
     def session_at_risk(self) -> Decimal:
         """What this session paid or may yet be charged."""
-        return _total(p.amount_usd for p in self._session.values() if p.status in AT_RISK)
+        now = self._clock()
+        return _total(p.amount_usd for p in self._session.values() if p.at_risk_at(now))
 
     def today_at_risk(self) -> Decimal:
         """What every process paid today, or may yet be charged for today's payments."""
         if self.store is None:
-            since = local_midnight(self._clock())
+            now = self._clock()
+            since = local_midnight(now)
             return _total(
                 p.amount_usd
                 for p in self._session.values()
-                if p.status in AT_RISK and _iso(p.signed_at) >= since
+                if p.at_risk_at(now) and _iso(p.signed_at) >= since
             )
-        payments = self.store.payments(since=local_midnight(self._clock()), networks=self.networks)
-        return _total(p.amount_usd for p in payments if p.at_risk)
+        now = self._clock()
+        payments = self.store.payments(since=local_midnight(now), networks=self.networks)
+        return _total(p.amount_usd for p in payments if p.at_risk_at(now))
 
     def explain(self, refusal: PaymentRefused) -> str:
         """The refusal's sentence, with what is spent already when it does not say so."""
@@ -251,7 +268,9 @@ class Ledger:
                 payment_id = self.store.record_payment(
                     message_id, payment_record(payment), model=model
                 )
-        self._session[payment.nonce] = _SessionPayment(payment_id, amount, "signed", self._clock())
+        self._session[payment.nonce] = _SessionPayment(
+            payment_id, amount, "signed", self._clock(), payment.valid_before
+        )
 
     def paid(self, payment: SignedPayment, receipt: Receipt | None) -> None:
         """The router took the paid request: settled with its transaction, or as the receipt
@@ -261,15 +280,18 @@ class Ledger:
         elif receipt.success:
             self._update(payment, "settled", tx=receipt.transaction)
         else:
+            # The router's word: the signed authorization is in its hands, and it can settle
+            # until it expires (see payments/reasons.py). It counts until then.
             reason = receipt.error_reason or "the receipt says the payment failed"
-            self._update(payment, "rejected", reason=reason)
+            self._update(payment, "unknown", tx=receipt.transaction, reason=reason)
 
     def failed(self, payment: SignedPayment | None, exc: BaseException, *, accepted: bool) -> None:
         """What became of a payment when its turn broke before the router accepted it."""
         if payment is None or accepted:
             return
         if isinstance(exc, PaymentRejected):
-            self._update(payment, "rejected", reason=exc.code or exc.message)
+            # Refused after it left: no refusal proves it was not charged (payments/reasons.py).
+            self._update(payment, "unknown", reason=exc.code or exc.message)
         else:
             reason = exc.message if isinstance(exc, RouterError) else "interrupted"
             self._update(payment, "unknown", reason=reason)
@@ -305,12 +327,15 @@ class Ledger:
             session_usd=self.session_usd() if session else None,
             today_usd=_total(p.amount_usd for p in taken if p.created >= since),
             all_time_usd=_total(p.amount_usd for p in taken),
-            uncertain_usd=_total(p.amount_usd for p in payments if p.at_risk and not p.taken),
+            uncertain_usd=_total(
+                p.amount_usd for p in payments if p.at_risk_at(self._clock()) and not p.taken
+            ),
             by_model=tuple(sorted(models, key=lambda spend: (-spend.usd, spend.model))),
             payments=payments,
             session_ids=frozenset(
                 p.payment_id for p in self._session.values() if p.payment_id is not None
             ),
+            read_at=self._clock(),
         )
 
 

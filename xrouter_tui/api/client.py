@@ -30,6 +30,7 @@ from xrouter_tui.api.errors import (
     RouterUnreachable,
     StreamError,
     StreamInterrupted,
+    could_still_settle,
     payment_note,
 )
 from xrouter_tui.api.events import ChatEvent, ConfirmPayment, Delta, Done, OnSigned, Paid, Reasoning
@@ -262,8 +263,7 @@ class RouterClient:
             code, payer=payment.payer, network=payment.network, amount_usd=payment.amount_usd
         )
         return PaymentRejected(
-            f"The payment was not accepted. {sentence} Nothing was charged for it, "
-            "and it will not be resent.",
+            f"The router refused the payment. {sentence}{could_still_settle(payment)}",
             code=code,
             payment=payment,
         )

@@ -6,6 +6,8 @@ new request is a new charge: a paid request is never sent again on its own.
 
 from __future__ import annotations
 
+import time
+
 from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "RouterUnreachable",
     "StreamError",
     "StreamInterrupted",
+    "could_still_settle",
     "payment_note",
 ]
 
@@ -116,6 +119,16 @@ class AnswerTooLarge(RouterError):
 
 class PaymentDeclined(PaymentRefused):
     """The user said no when asked to confirm the payment; nothing was signed."""
+
+
+def could_still_settle(payment: SignedPayment) -> str:
+    """What is known of a payment the router refused after it was handed over: it can still
+    be charged until it expires, and the budgets count it until then."""
+    until = time.strftime("%H:%M:%S", time.localtime(payment.valid_before))
+    return (
+        f" It was signed and handed over, so it could still be charged until {until}; it "
+        "counts against your budgets until then. It will not be resent."
+    )
 
 
 def payment_note(payment: SignedPayment | None, *, accepted: bool = True) -> str:

@@ -32,14 +32,14 @@ def spend_json(spending: Spending) -> str:
             {"model": spend.model, "usd": usd_text(spend.usd), "payments": spend.payments}
             for spend in spending.by_model
         ],
-        "payments": [_payment(p) for p in spending.payments],
+        "payments": [_payment(p, spending.status_of(p)) for p in spending.payments],
     }
     return json_text(document)
 
 
 def spend_csv(spending: Spending) -> str:
     """The payments as CSV: the ledger screen's export, exactly."""
-    return payments_csv(spending.payments)
+    return payments_csv(spending.payments, now=spending.read_at)
 
 
 def spend_table(
@@ -87,7 +87,7 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
             local_time(p.created),
             one_line(p.model) or "(unknown model)",
             format_usd(p.amount_usd),
-            one_line(p.status),
+            spending.status_of(p),
             one_line(p.network),
             _tx(p.tx),
         )
@@ -108,13 +108,13 @@ def _tx(tx: str | None) -> str:
     return short_address(valid) if valid else MALFORMED
 
 
-def _payment(p: StoredPayment) -> dict[str, Any]:
+def _payment(p: StoredPayment, status: str) -> dict[str, Any]:
     return {
         "amount_usd": usd_text(p.amount_usd),
         "tx": p.tx,
         "network": p.network,
         "model": p.model or None,
-        "status": p.status,
+        "status": status,
         "time": p.created,
         "conversation_id": p.conversation_id,
         "payer": p.payer,

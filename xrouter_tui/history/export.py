@@ -75,7 +75,7 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
                 payment = message.payment
                 paid = (
                     f"{format_usd(payment.amount_usd)} on {one_line(payment.network)} "
-                    f"({payment.status})"
+                    f"({payment.shown_status})"
                 )
                 notes.append(paid + (f", tx {shown_tx(payment.tx)}" if payment.tx else ""))
         if notes:
@@ -105,7 +105,7 @@ def _message(message: StoredMessage) -> dict[str, Any]:
             "amount": str(payment.amount),
             "tx": payment.tx,
             "network": payment.network,
-            "status": payment.status,
+            "status": payment.shown_status,
             "payer": payment.payer,
             "pay_to": payment.pay_to,
             "nonce": payment.nonce,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Self
 
 __all__ = [
     "AT_RISK",
+    "EXPIRED",
     "MESSAGE_STATUSES",
     "PAYMENT_STATUSES",
     "SCHEMA_VERSION",
@@ -36,8 +38,12 @@ PAYMENT_STATUSES = ("signed", "sent", "settled", "rejected", "unknown")
 # Payments the router took: what a conversation "spent".
 SPENT = ("sent", "settled")
 # Payments that are or may yet be charged: signed ones may be on their way, and an authorization
-# of unknown outcome can settle until it expires. Budgets count all of these.
+# of unknown outcome (`unknown`: it left the machine, and the router refused it, said its
+# transfer failed, or its answer was lost) can settle until it expires. Budgets count all of
+# these; an `unknown` one only until its validBefore, after which it is "expired, not charged".
 AT_RISK = ("signed", "sent", "settled", "unknown")
+# How an `unknown` payment whose authorization has expired is shown: it can no longer settle.
+EXPIRED = "expired, not charged"
 _TITLE_LENGTH = 60
 # Long enough for a writer that is busy saving a big answer; a real deadlock is not possible
 # because every write takes the lock up front (BEGIN IMMEDIATE).
@@ -215,7 +221,25 @@ class StoredPayment:
     @property
     def at_risk(self) -> bool:
         """True unless it is known that it cannot be charged: budgets count these."""
-        return self.status in AT_RISK
+        return self.at_risk_at(time.time())
+
+    def at_risk_at(self, now: float) -> bool:
+        """`at_risk` at the time `now` (seconds since the epoch)."""
+        return self.status in AT_RISK and not self.expired_at(now)
+
+    def expired_at(self, now: float) -> bool:
+        """True for a payment of unknown outcome whose authorization can no longer settle."""
+        return self.status == "unknown" and self.valid_before <= now
+
+    @property
+    def shown_status(self) -> str:
+        """The status as people read it now: an expired `unknown` one is "expired, not
+        charged"."""
+        return self.shown_status_at(time.time())
+
+    def shown_status_at(self, now: float) -> str:
+        """`shown_status` at the time `now` (seconds since the epoch)."""
+        return EXPIRED if self.expired_at(now) else self.status
 
 
 @dataclass(frozen=True, slots=True)

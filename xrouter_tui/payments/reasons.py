@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from xrouter_tui.payments.networks import Network, format_usd
 
-__all__ = ["REJECTION_CODES", "explain_rejection", "short_address"]
+__all__ = ["PROVES_NOT_CHARGED", "REJECTION_CODES", "explain_rejection", "short_address"]
 
 
 def short_address(address: str) -> str:
@@ -86,6 +86,16 @@ REJECTION_CODES: frozenset[str] = frozenset(_SENTENCES)
 """Every code `explain_rejection` has a sentence of its own for."""
 
 _FALLBACK = "The router refused the payment."
+
+# Which refusal codes prove that a payment was not charged: none. Once the signed authorization
+# has left the machine, whoever holds it can submit it on chain until its validBefore, whatever
+# code the router answers with: "invalid signature" may be a broken or lying router (the program
+# checks its own signatures against eth-account's in the tests), "insufficient balance" stops
+# being true the moment the wallet is funded, and a facilitator's verdict is the router's word.
+# Only time proves it: past validBefore the authorization can no longer settle. So a payment
+# refused after it left is kept as `unknown` and counts against the budgets until then (at most
+# MAX_VALIDITY_SECONDS, 15 minutes), and `rejected` is kept for what never left the machine.
+PROVES_NOT_CHARGED: frozenset[str] = frozenset()
 # A code worth repeating to the user: a short line of words, not a JSON document or a page.
 _QUOTABLE = re.compile(r"[\w .:/'-]{1,80}")
 

@@ -26,7 +26,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.history.store import StoredPayment
+from xrouter_tui.history.store import EXPIRED, StoredPayment
 from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
 from xrouter_tui.payments import find_network, format_usd, short_address
 from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
@@ -147,7 +147,12 @@ class LedgerScreen(Screen[None]):
         table.clear()
         for payment in spending.payments:
             table.add_row(
-                *_row(payment, session=payment.id in spending.session_ids, styles=styles),
+                *_row(
+                    payment,
+                    spending.status_of(payment),
+                    session=payment.id in spending.session_ids,
+                    styles=styles,
+                ),
                 key=str(payment.id),
             )
         if keep is not None and str(keep.id) in table.rows:
@@ -171,7 +176,8 @@ class LedgerScreen(Screen[None]):
         colours = self.app.get_css_variables()
         error = Style(color=colours.get("text-error", "red"), bold=True)
         warning = Style(color=colours.get("text-warning", "yellow"), bold=True)
-        return {"rejected": error, "unknown": warning, "signed": warning}
+        dim = Style(dim=True)
+        return {"rejected": error, "unknown": warning, "signed": warning, EXPIRED: dim}
 
     def _highlighted(self) -> StoredPayment | None:
         if self.spending is None or not self.spending.payments:
@@ -229,7 +235,7 @@ class LedgerScreen(Screen[None]):
         if self.spending is None or not self.spending.payments:
             self.notify("No payments to export.", title="Export", severity="warning")
             return
-        document = payments_csv(self.spending.payments)
+        document = payments_csv(self.spending.payments, now=self.spending.read_at)
         stamp = datetime.fromtimestamp(self.clock()).strftime("%Y%m%d-%H%M%S")
         self.app.save_export(
             "payments", lambda folder: export_payments(document, folder, f"payments-{stamp}")
@@ -262,13 +268,15 @@ def totals_line(spending: Spending) -> Text:
     return line
 
 
-def _row(payment: StoredPayment, *, session: bool, styles: dict[str, Style]) -> tuple[Text, ...]:
+def _row(
+    payment: StoredPayment, status: str, *, session: bool, styles: dict[str, Style]
+) -> tuple[Text, ...]:
     network = find_network(payment.network)
     return (
         Text(SESSION_MARK if session else " ", style="bold"),
         Text(local_time(payment.created)),
         Text(format_usd(payment.amount_usd), justify="right"),
-        Text(one_line(payment.status), style=styles.get(payment.status, "")),
+        Text(status, style=styles.get(status, "")),
         _tx_cell(payment.tx),
         Text(one_line(payment.model) or "(unknown model)"),
         Text(network.label if network else one_line(payment.network)),
