@@ -239,7 +239,10 @@ async def test_delete_asks_first():
 
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "asks")
-            assert "delete me" in str(pilot.app.screen.query_one("#confirm-warning").render())
+            warning = str(pilot.app.screen.query_one("#confirm-warning").render())
+            assert "delete me" in warning
+            # The messages go; what was paid stays where the budgets count it.
+            assert "stays in the ledger" in warning
             await pilot.press("n")
             await wait_for(pilot, lambda: pilot.app.screen is screen, "the list again")
             assert len(rows(screen)) == 2, "no deletes nothing"
@@ -252,6 +255,7 @@ async def test_delete_asks_first():
             assert pilot.app.chat.conversation_id is None, "the next question starts anew"
     with history() as store:
         assert [info.title for info in store.conversations()] == ["keep me"]
+        assert len(store.payments()) == 2, "the deleted conversation's payment is still there"
 
 
 async def test_slash_searches_every_message_and_shows_the_matches():

@@ -23,6 +23,7 @@ from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.screens.payment import PaymentDialog
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ErrorBlock
+from xrouter_tui.ui.widgets.status_bar import ChatState
 
 MODEL = "anthropic/claude-3.5-sonnet"
 # At $15 per million output tokens, 20,000 max_tokens ask about $0.30: above the default
@@ -100,6 +101,9 @@ async def test_a_payment_above_the_threshold_asks_first_and_no_pays_nothing():
             assert isinstance(pilot.app.screen, ChatScreen)
             block = pilot.app.chat.query_one(ErrorBlock)
             assert "declined" in str(block.render()) and "Nothing was signed" in str(block.render())
+            # The user's choice, said plainly: not an error, and the chat is idle.
+            assert block.border_title == "Not sent" and block.has_class("-neutral")
+            assert status(pilot).state is ChatState.IDLE
             assert prompt(pilot).text == "an expensive question", "the question is kept"
             assert chat.router.state.paid_requests == 0
             assert status(pilot).session_spend == 0

@@ -287,13 +287,14 @@ class ChatScreen(Screen[None]):
             question.status = MessageStatus.FAILED
             self._save_end(journal, answer, exc)
             await self._end_turn(view, answer, stats)
-            await view.show_error(message)
+            declined = isinstance(exc, PaymentDeclined)  # the user's choice, not an error
+            await view.show_error(message, neutral=declined)
             self.query_one(PromptInput).restore(question.content)
-            status.state = ChatState.ERROR
+            status.state = ChatState.IDLE if declined else ChatState.ERROR
             self.post_message(ResponseFailed(question.content, message, answer))
             if shorter is not None:
                 self._offer_shorter(question.content, shorter, max_tokens)
-            elif not isinstance(exc, PaymentDeclined):
+            elif not declined:
                 # The whole story is in the block under the turn; the toast only points at it.
                 self.notify(_first_sentence(message), title="The answer failed", severity="error")
         except Exception as exc:

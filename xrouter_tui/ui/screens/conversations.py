@@ -223,16 +223,18 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
             self._show()
             self.notify(f"Deleted “{one_line(info.title)}”.", title="Conversations", timeout=3)
 
+        # The payments stay: money spent stays spent, in the ledger and in the budgets.
         spent = (
-            f", and the record of what it cost ({format_usd(info.spent_usd)})"
+            f" What it cost ({format_usd(info.spent_usd)}) stays in the ledger (F3), where the "
+            "budgets count it."
             if info.spent_usd
             else ""
         )
         self.app.push_screen(
             ConfirmDialog(
                 "Delete this conversation?",
-                f"“{one_line(info.title)}”: its {info.messages} messages{spent} are deleted "
-                "from this computer. This cannot be undone (payments already made stay on chain).",
+                f"“{one_line(info.title)}”: its {info.messages} messages are deleted from this "
+                f"computer. This cannot be undone.{spent}",
                 yes="Delete it",
             ),
             answered,

@@ -130,11 +130,12 @@ class UserMessage(Static):
 
 
 class ErrorBlock(Static):
-    """What went wrong with a turn, in plain words, under the turn (often the router's)."""
+    """What went wrong with a turn, in plain words, under the turn (often the router's); or,
+    `neutral`, why it was not sent (the user declined the payment), which is no error."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(terminal_text(text), markup=False)
-        self.border_title = "Error"
+    def __init__(self, text: str, *, neutral: bool = False) -> None:
+        super().__init__(terminal_text(text), markup=False, classes="-neutral" if neutral else "")
+        self.border_title = "Not sent" if neutral else "Error"
 
 
 class AnswerFooter(Static):
@@ -213,8 +214,8 @@ class AnswerMessage(Vertical):
     def set_footer(self, text: str) -> None:
         self.footer.show(text)
 
-    async def show_error(self, text: str) -> None:
-        await self.mount(ErrorBlock(text))
+    async def show_error(self, text: str, *, neutral: bool = False) -> None:
+        await self.mount(ErrorBlock(text, neutral=neutral))
 
 
 def _message_widget(message: ShownMessage) -> Widget:
