@@ -27,6 +27,7 @@ from xrouter_tui.api import (
     RouterError,
 )
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
+from xrouter_tui.devserver.x402 import transaction_hash
 from xrouter_tui.history.store import Store
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import (
@@ -156,7 +157,9 @@ VERSIONS = [pytest.param(1, "base-sepolia", id="v1"), pytest.param(2, "eip155:84
 
 
 @pytest.mark.parametrize(("version", "network"), VERSIONS)
-@pytest.mark.parametrize("code", sorted(REJECTION_CODES | set(DOC_CODES)))
+@pytest.mark.parametrize(
+    "code", sorted((REJECTION_CODES | set(DOC_CODES)) - {"settlement_pending"})
+)  # settlement_pending is no refusal: see its own test below
 async def test_every_facilitator_code_reads_as_one_sentence(dev_router, version, network, code):
     error, account, payment = await rejected(
         dev_router, version=version, network=network, code=code
@@ -510,3 +513,33 @@ async def test_a_challenge_that_cannot_be_read(plain_router, version, fault):
     # document, no traceback, and one line.
     assert_refusal(message.replace("accepts[0]", "accepts 0"))
     assert message.startswith("The router asked for payment in a form that could not be read: ")
+
+
+@pytest.mark.parametrize(("version", "network"), VERSIONS)
+async def test_settlement_pending_keeps_its_transaction_and_never_invites_a_second_payment(
+    dev_router, store, version, network
+):
+    dev_router.config.x402_version = version
+    dev_router.config.network = network
+    dev_router.config.faults = {"settlement-pending"}
+    ledger = Ledger(store, (BASE_SEPOLIA,))
+    account = Account.create()
+    paid_before = dev_router.state.paid_requests
+    async with RouterClient(dev_router.url, account=account, policy=BOTH_NETS) as client:
+        with pytest.raises(PaymentRejected) as caught:
+            await client.complete(QUESTION, model=MODEL, max_tokens=64, on_signed=ledger.signed)
+    error = caught.value
+    ledger.failed(error.payment, error, accepted=False)
+    # The router broadcast the transfer: its transaction is kept and shown, and the user is
+    # told it is most likely charged, not to try again.
+    transaction = transaction_hash(error.payment.nonce)
+    assert error.code == "settlement_pending" and error.transaction == transaction
+    message = error.message
+    assert_one_plain_line(message)
+    assert message.startswith(f"The payment is on its way (tx {transaction}).")
+    assert "most likely charged" in message and "would pay twice" in message
+    assert "try again" not in message and "nothing was charged" not in message.lower()
+    [payment] = store.payments()
+    assert (payment.status, payment.tx) == ("unknown", transaction)
+    assert ledger.today_at_risk() == error.payment.amount_usd
+    assert dev_router.state.paid_requests == paid_before + 1, "not resent"

@@ -290,8 +290,9 @@ class Ledger:
         if payment is None or accepted:
             return
         if isinstance(exc, PaymentRejected):
-            # Refused after it left: no refusal proves it was not charged (payments/reasons.py).
-            self._update(payment, "unknown", reason=exc.code or exc.message)
+            # Refused after it left: no refusal proves it was not charged (payments/reasons.py);
+            # a transaction sent with the refusal (settlement_pending) is kept.
+            self._update(payment, "unknown", tx=exc.transaction, reason=exc.code or exc.message)
         else:
             reason = exc.message if isinstance(exc, RouterError) else "interrupted"
             self._update(payment, "unknown", reason=reason)

@@ -57,7 +57,7 @@ from xrouter_tui.payments import (
     read_receipt,
     sign_payment,
 )
-from xrouter_tui.safe_text import one_line
+from xrouter_tui.safe_text import one_line, valid_tx
 
 if TYPE_CHECKING:
     pass
@@ -254,19 +254,25 @@ class RouterClient:
         self, headers: httpx.Headers, body: bytes, payment: SignedPayment
     ) -> PaymentRejected:
         code: str | None = None
+        # A receipt may come with the 402 (x402's settlement_pending carries the transaction).
+        receipt = read_receipt(headers)
         try:
             code = parse_challenge(headers, body).error
         except ChallengeError:
-            receipt = read_receipt(headers)
             code = receipt.error_reason if receipt else _readable_error(body)
         sentence = explain_rejection(
             code, payer=payment.payer, network=payment.network, amount_usd=payment.amount_usd
         )
-        return PaymentRejected(
-            f"The router refused the payment. {sentence}{could_still_settle(payment)}",
-            code=code,
-            payment=payment,
-        )
+        transaction = valid_tx(receipt.transaction if receipt else None)
+        if code == "settlement_pending":
+            on_chain = f" (tx {transaction})" if transaction else ""
+            message = (
+                f"The payment is on its way{on_chain}. {sentence} It counts against your "
+                "budgets, and will not be resent."
+            )
+        else:
+            message = f"The router refused the payment. {sentence}{could_still_settle(payment)}"
+        return PaymentRejected(message, code=code, payment=payment, transaction=transaction)
 
     # -- reading answers ----------------------------------------------------------------------
 

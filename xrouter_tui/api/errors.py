@@ -72,11 +72,20 @@ class NoWallet(RouterError):
 
 
 class PaymentRejected(RouterError):
-    """The router answered a signed payment with another 402: it did not take it."""
+    """The router answered a signed payment with another 402. It may still be charged: a
+    `transaction` (from a receipt sent with the 402) says a transfer was made."""
 
-    def __init__(self, message: str, *, code: str | None, payment: SignedPayment) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None,
+        payment: SignedPayment,
+        transaction: str | None = None,
+    ) -> None:
         super().__init__(message, payment=payment)
         self.code = code
+        self.transaction = transaction
 
 
 class ResponseTimeout(RouterError):

@@ -172,6 +172,13 @@ class _Handlers:
         assert check.payer is not None and check.nonce is not None and check.amount is not None
         network = offer.requirement["network"]
         transaction = x402.transaction_hash(check.nonce)
+        if "settlement-pending" in faults:
+            # Broadcast, not confirmed: a 402 that carries the transaction (it will settle).
+            state.record_rejection("settlement_pending")
+            receipt = x402.pending_receipt(config.x402_version, network, check.payer, transaction)
+            return x402.challenge(
+                offer, resource, about, error="settlement_pending", headers=receipt
+            )
         for fault in RECEIPT_FAULTS:
             if fault in faults:
                 transaction = hostile.hostile_transaction(fault, transaction)

@@ -38,6 +38,8 @@ FAULTS: dict[str, str] = {
     "stall-mid-stream": "the stream pauses for stall_seconds mid-reply",
     "no-receipt": "no payment receipt header on the paid response",
     "reject-payment": "a valid payment is refused with 402 and reject_reason",
+    "settlement-pending": "a valid payment is answered 402 settlement_pending, with the "
+    "transaction in a PAYMENT-RESPONSE: broadcast, not confirmed",
     "http-error-json": "the unpaid request gets error_status with a JSON error",
     "http-error-text": "the unpaid request gets error_status with a plain-text error",
     "paid-http-error": "the paid request gets 500 after the payment was accepted",

@@ -94,7 +94,12 @@ def _b64json(document: Mapping[str, Any]) -> str:
 
 
 def challenge(
-    offer: Offer, resource: str, description: str, *, error: str | None = None
+    offer: Offer,
+    resource: str,
+    description: str,
+    *,
+    error: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     if offer.x402_version == 1:
         return JSONResponse(
@@ -104,6 +109,7 @@ def challenge(
                 "accepts": [dict(offer.requirement)],
             },
             402,
+            headers=headers,
         )
     document = {
         "x402Version": 2,
@@ -115,7 +121,23 @@ def challenge(
         },
         "accepts": [dict(offer.requirement)],
     }
-    return JSONResponse({}, 402, headers={"PAYMENT-REQUIRED": _b64json(document)})
+    return JSONResponse(
+        {}, 402, headers={"PAYMENT-REQUIRED": _b64json(document), **(headers or {})}
+    )
+
+
+def pending_receipt(version: int, network: str, payer: str, transaction: str) -> dict[str, str]:
+    """The receipt of a transfer broadcast but not confirmed yet (x402's settlement_pending):
+    not a success, with its transaction."""
+    document: dict[str, Any] = {
+        "success": False,
+        "errorReason": "settlement_pending",
+        "transaction": transaction,
+        "network": network,
+        "payer": payer,
+    }
+    name = "X-PAYMENT-RESPONSE" if version == 1 else "PAYMENT-RESPONSE"
+    return {name: _b64json(document)}
 
 
 def unpaid_response(

@@ -78,7 +78,10 @@ _SENTENCES: dict[str, str] = {
     "invalid_transaction_state": "On {where}, the transfer is in an unexpected state.",
     "unexpected_verify_error": "The router failed while checking the payment.",
     "unexpected_settle_error": "The router failed while collecting the payment.",
-    "settlement_pending": "The router is still settling an earlier payment; try again shortly.",
+    "settlement_pending": (
+        "The router sent the transfer and is waiting for it to be confirmed, so it is most "
+        "likely charged; sending the request again would pay twice."
+    ),
     "transaction_failed": "On {where}, the transfer failed.",
 }
 
