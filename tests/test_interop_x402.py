@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -27,10 +28,17 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from x402 import x402Client, x402ClientSync
+from x402.extensions.payment_identifier import (
+    PAYMENT_IDENTIFIER,
+    declare_payment_identifier_extension,
+    extract_and_validate_payment_identifier,
+    validate_payment_identifier_requirement,
+)
 from x402.facilitator import x402FacilitatorSync
 from x402.http import x402HTTPClientSync
 from x402.http.clients.httpx import x402AsyncTransport
 from x402.http.utils import (
+    decode_payment_required_header,
     decode_payment_response_header,
     decode_payment_signature_header,
     encode_payment_required_header,
@@ -370,6 +378,13 @@ def sdk_challenge(
     return {"PAYMENT-REQUIRED": encode_payment_required_header(required)}, b"{}", requirement
 
 
+def with_extensions(headers: dict[str, str], extensions: dict[str, Any]) -> dict[str, str]:
+    """A v2 402's headers, its PaymentRequired declaring `extensions`."""
+    required = decode_payment_required_header(headers["PAYMENT-REQUIRED"])
+    required = required.model_copy(update={"extensions": extensions})
+    return {"PAYMENT-REQUIRED": encode_payment_required_header(required)}
+
+
 def our_payment(
     account: LocalAccount, headers: dict[str, str], body: bytes, *, now: int | None = None
 ) -> SignedPayment:
@@ -438,6 +453,43 @@ def test_sdk_resource_server_matches_our_echoed_requirement(
 
     assert server.find_matching_requirements([other_terms, requirement], payload) == requirement
     assert server.find_matching_requirements([other_terms], payload) is None
+
+
+@pytest.mark.parametrize("required", [True, False], ids=["required", "optional"])
+def test_our_payment_identifier_passes_the_sdks_checks(payer: LocalAccount, required: bool) -> None:
+    """v2 extensions are echoed, and a declared payment-identifier gets a fresh id of ours
+    that the SDK's own helpers extract and validate."""
+    headers, body, requirement = sdk_challenge(2, "base")
+    declared = {
+        PAYMENT_IDENTIFIER: declare_payment_identifier_extension(required=required),
+        "other-extension": {"info": {"anything": [1, 2]}},
+    }
+    headers = with_extensions(headers, declared)
+    first, second = (our_payment(payer, headers, body) for _ in range(2))
+    payload = decode_payment_signature_header(first.header_value)
+    assert isinstance(payload, PaymentPayload)
+
+    payment_id, validation = extract_and_validate_payment_identifier(payload)
+    assert validation.valid, validation.errors
+    assert payment_id == first.payment_id
+    assert re.fullmatch(r"pay_[0-9a-f]{32}", payment_id or "")
+    assert validate_payment_identifier_requirement(payload, server_required=required).valid
+    assert second.payment_id != first.payment_id, "a fresh id for every payment"
+    # Every extension the server declared comes back as it was, the id added to its own.
+    assert payload.extensions is not None
+    assert payload.extensions["other-extension"] == declared["other-extension"]
+    assert payload.extensions[PAYMENT_IDENTIFIER]["info"]["required"] is required
+    # And the payment itself still verifies.
+    chain = StandInChain(NETWORKS["base"])
+    result = sdk_facilitator(chain).verify(payload, requirement)
+    assert (result.is_valid, result.invalid_reason) == (True, None)
+
+
+def test_no_extensions_declared_none_sent(payer: LocalAccount) -> None:
+    headers, body, _ = sdk_challenge(2, "base")
+    signed = our_payment(payer, headers, body)
+    assert signed.payment_id is None
+    assert "extensions" not in header_json(signed)
 
 
 @pytest.mark.parametrize("version", [1, 2])

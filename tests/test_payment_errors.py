@@ -543,3 +543,16 @@ async def test_settlement_pending_keeps_its_transaction_and_never_invites_a_seco
     assert (payment.status, payment.tx) == ("unknown", transaction)
     assert ledger.today_at_risk() == error.payment.amount_usd
     assert dev_router.state.paid_requests == paid_before + 1, "not resent"
+
+
+async def test_a_router_that_requires_a_payment_identifier_is_paid_once_with_ours(dev_router):
+    dev_router.config.x402_version = 2
+    dev_router.config.network = "eip155:84532"
+    dev_router.config.faults = {"payment-id-required"}
+    paid_before = dev_router.state.paid_requests
+    async with RouterClient(dev_router.url, account=Account.create(), policy=BOTH_NETS) as client:
+        done = await client.complete(QUESTION, model=MODEL, max_tokens=64)
+    assert done.text
+    assert dev_router.state.paid_requests == paid_before + 1, "paid once"
+    assert re.fullmatch(r"pay_[0-9a-f]{32}", done.payment.payment_id or "")
+    assert dev_router.state.payments[-1].payment_id == done.payment.payment_id

@@ -35,7 +35,12 @@ from xrouter_tui.devserver.stream import (
     padded_response,
     stream_events,
 )
-from xrouter_tui.devserver.verify import NONCE_ALREADY_USED, PaymentCheck, verify_payment
+from xrouter_tui.devserver.verify import (
+    NONCE_ALREADY_USED,
+    PaymentCheck,
+    payment_identifier,
+    verify_payment,
+)
 from xrouter_tui.payments.networks import atomic_to_usd
 
 __all__ = ["create_app"]
@@ -150,7 +155,14 @@ class _Handlers:
         if "escape-challenge" in faults:
             about = f"{about} {hostile.HOSTILE_TEXT}"
         # The offer a payment is checked against is the one sent, hostile description and all.
-        offer = x402.offer(config, price, resource, about, "escape-challenge" in faults)
+        offer = x402.offer(
+            config,
+            price,
+            resource,
+            about,
+            "escape-challenge" in faults,
+            require_payment_id="payment-id-required" in faults,
+        )
         header = x402.payment_header(request, config.x402_version)
         if header is None:
             state.count("unpaid_requests")
@@ -160,6 +172,9 @@ class _Handlers:
         if "stall-first-byte" in faults:
             await asyncio.sleep(config.stall_seconds)
         check = verify_payment(header, offer, nonce_used=state.nonce_used)
+        payment_id = payment_identifier(header)
+        if check.ok and "payment-id-required" in faults and payment_id is None:
+            check = PaymentCheck("payment_identifier_required")
         if check.ok and "reject-payment" in faults:
             check = PaymentCheck(config.reject_reason)
         # Checked again under the lock: two requests racing with one nonce must not both pass.
@@ -190,6 +205,7 @@ class _Handlers:
             transaction=transaction,
             model=chat.model.id,
             messages=tuple(chat.messages),
+            payment_id=payment_id,
         )
         state.record_payment(payment)
         if "paid-http-error" in faults:

@@ -40,6 +40,8 @@ FAULTS: dict[str, str] = {
     "reject-payment": "a valid payment is refused with 402 and reject_reason",
     "settlement-pending": "a valid payment is answered 402 settlement_pending, with the "
     "transaction in a PAYMENT-RESPONSE: broadcast, not confirmed",
+    "payment-id-required": "x402 v2: the 402 declares the payment-identifier extension as "
+    "required, and a payment without a valid id is refused",
     "http-error-json": "the unpaid request gets error_status with a JSON error",
     "http-error-text": "the unpaid request gets error_status with a plain-text error",
     "paid-http-error": "the paid request gets 500 after the payment was accepted",
@@ -159,6 +161,8 @@ class AcceptedPayment:
     model: str
     # The conversation the paid request sent, so tests can see what each turn carried.
     messages: tuple[dict[str, Any], ...] = ()
+    # The payment's x402 v2 payment-identifier, if it sent one.
+    payment_id: str | None = None
 
 
 @dataclass

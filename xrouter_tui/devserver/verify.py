@@ -79,6 +79,8 @@ class Offer:
     x402_version: int
     network: Network
     requirement: Mapping[str, Any]
+    # v2: the extensions the 402 declares (the payment-identifier one, with a fault).
+    extensions: Mapping[str, Any] | None = None
 
     @property
     def amount(self) -> int:
@@ -179,6 +181,23 @@ def _verify(
     if nonce_used(payer, nonce):
         return PaymentCheck(NONCE_ALREADY_USED)
     return PaymentCheck(None, payer=payer, nonce=nonce, amount=value, valid_before=valid_before)
+
+
+# x402 v2's payment-identifier: 16 to 128 letters, digits, hyphens and underscores.
+_PAYMENT_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def payment_identifier(header: str) -> str | None:
+    """The valid payment-identifier id a v2 payment header carries, or None."""
+    try:
+        document = _decode(header)
+    except _Unreadable:
+        return None
+    extensions = document.get("extensions")
+    declaration = extensions.get("payment-identifier") if isinstance(extensions, dict) else None
+    info = declaration.get("info") if isinstance(declaration, dict) else None
+    found = info.get("id") if isinstance(info, dict) else None
+    return found if isinstance(found, str) and _PAYMENT_ID.fullmatch(found) else None
 
 
 def _decode(header: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def offer(
     resource: str,
     about: str,
     describe_v2: bool = False,
+    require_payment_id: bool = False,
 ) -> Offer:
     """What the server asks for; `about` is v1's description. v2 requirements carry none, unless
     `describe_v2` (a hostile router adds fields; the client must echo them and pay).
@@ -73,7 +74,23 @@ def offer(
         }
         if describe_v2:
             requirement["description"] = about
+        if require_payment_id:
+            # As the official SDK's declare_payment_identifier_extension(required=True) has it.
+            extensions = {"payment-identifier": {"info": {"required": True}, "schema": _ID_SCHEMA}}
+            return Offer(config.x402_version, network, requirement, extensions)
     return Offer(config.x402_version, network, requirement)
+
+
+# The JSON schema of a payment-identifier's info, as the x402 spec publishes it.
+_ID_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "required": {"type": "boolean"},
+        "id": {"type": "string", "minLength": 16, "maxLength": 128, "pattern": "^[a-zA-Z0-9_-]+$"},
+    },
+    "required": ["required"],
+}
 
 
 def payment_header(request: Request, version: int) -> str | None:
@@ -121,6 +138,8 @@ def challenge(
         },
         "accepts": [dict(offer.requirement)],
     }
+    if offer.extensions:
+        document["extensions"] = dict(offer.extensions)
     return JSONResponse(
         {}, 402, headers={"PAYMENT-REQUIRED": _b64json(document), **(headers or {})}
     )

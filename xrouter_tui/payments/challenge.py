@@ -62,6 +62,9 @@ class PaymentChallenge:
     error: str | None = None
     # v2 only: the `resource` object, echoed back in the payment.
     resource: Mapping[str, Any] | None = None
+    # v2 only: the `extensions` the server declares, echoed back in the payment (x402 v2
+    # §5.1.2), with what the client adds to them (its `payment-identifier`).
+    extensions: Mapping[str, Any] | None = None
 
 
 def decode_base64_json(value: str, what: str) -> Any:
@@ -128,11 +131,13 @@ def _parse_document(document: Any, *, default_version: int, where: str) -> Payme
         raise ChallengeError(f"no usable payment requirement in the {where}: {problems[0]}")
 
     error = document.get("error")
+    extensions = document.get("extensions") if version == 2 else None
     return PaymentChallenge(
         x402_version=version,
         accepts=tuple(parsed),
         error=error if isinstance(error, str) and error else None,
         resource=resource,
+        extensions=extensions if isinstance(extensions, dict) else None,
     )
 
 

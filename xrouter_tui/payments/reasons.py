@@ -78,6 +78,9 @@ _SENTENCES: dict[str, str] = {
     "invalid_transaction_state": "On {where}, the transfer is in an unexpected state.",
     "unexpected_verify_error": "The router failed while checking the payment.",
     "unexpected_settle_error": "The router failed while collecting the payment.",
+    "payment_identifier_required": (
+        "The router asks for a payment identifier, and this payment carried none."
+    ),
     "settlement_pending": (
         "The router sent the transfer and is waiting for it to be confirmed, so it is most "
         "likely charged; sending the request again would pay twice."

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -26,12 +28,16 @@ from xrouter_tui.payments.signer import (
 )
 
 __all__ = [
+    "PAYMENT_IDENTIFIER",
     "TRANSFER_WITH_AUTHORIZATION_TYPES",
     "SignedPayment",
     "authorization_typed_data",
+    "echoed_extensions",
     "sign_payment",
 ]
 
+# x402 v2's idempotency extension: the key of its declaration among the extensions.
+PAYMENT_IDENTIFIER = "payment-identifier"
 # Reference clients date validAfter ten minutes back, so a payer's clock running ahead is harmless.
 VALID_AFTER_SLACK_SECONDS = 600
 # Never leave an authorization open for long, whatever the router asks: it can settle until then.
@@ -71,6 +77,9 @@ class SignedPayment:
     valid_after: int
     valid_before: int
     signature: str
+    # x402 v2's payment-identifier (`pay_` and 32 hex digits), when the router declared the
+    # extension: its idempotency key for this payment.
+    payment_id: str | None = None
 
     @property
     def amount_usd(self) -> Decimal:
@@ -172,6 +181,9 @@ def sign_payment(
             document["resource"] = quote.challenge.resource
         document["accepted"] = requirement.raw
         document["payload"] = payload
+        extensions, payment_id = echoed_extensions(quote.challenge.extensions)
+        if extensions is not None:
+            document["extensions"] = extensions
         header_name = "PAYMENT-SIGNATURE"
     encoded = json.dumps(document, separators=(",", ":")).encode()
     return SignedPayment(
@@ -187,4 +199,31 @@ def sign_payment(
         valid_after=int(authorization["validAfter"]),
         valid_before=int(authorization["validBefore"]),
         signature=signature,
+        payment_id=payment_id if version == 2 else None,
     )
+
+
+def echoed_extensions(
+    declared: Mapping[str, Any] | None, payment_id: str | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The `extensions` a v2 payment sends back: what the server declared, as it declared it
+    (x402 v2 §5.1.2: a client echoes them), with a `payment-identifier` id added when the
+    server declared that extension (`info.required` a boolean), required or not: the server
+    may then recognise a resent payment. Returns them and the id (`pay_` + 32 hex digits, a
+    fresh one unless `payment_id` is given)."""
+    if declared is None:
+        return None, None
+    extensions = dict(declared)
+    declaration = extensions.get(PAYMENT_IDENTIFIER)
+    if not (
+        isinstance(declaration, dict)
+        and isinstance(declaration.get("info"), dict)
+        and isinstance(declaration["info"].get("required"), bool)
+    ):
+        return extensions, None
+    payment_id = payment_id or "pay_" + secrets.token_hex(16)
+    extensions[PAYMENT_IDENTIFIER] = {
+        **declaration,
+        "info": {**declaration["info"], "id": payment_id},
+    }
+    return extensions, payment_id
