@@ -214,6 +214,14 @@ async def test_the_money_line_shows_charge_tokens_refund_and_a_copyable_tx():
                 [saved] = store.payments()
             assert (saved.status, saved.tx, saved.model) == ("settled", payment.transaction, MODEL)
 
+            # A reopened conversation still knows its transaction.
+            conversation_id = pilot.app.chat.conversation_id
+            await run_command(pilot, "new chat")
+            assert await pilot.app.chat.open_conversation(conversation_id)
+            pilot.app.copy_to_clipboard("")
+            await run_command(pilot, "copy last transaction")
+            await wait_for(pilot, lambda: pilot.app.clipboard == payment.transaction, "copied")
+
 
 async def test_a_session_budget_refuses_the_turn_that_would_pass_it_and_lasts_across_chats():
     posted = Posted()

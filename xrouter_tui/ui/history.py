@@ -16,7 +16,7 @@ from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.history.export import export_markdown
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoredMessage
-from xrouter_tui.payments import find_network, format_usd
+from xrouter_tui.payments import Receipt, find_network, format_usd
 from xrouter_tui.ui.widgets.chat_log import ShownMessage
 
 __all__ = [
@@ -40,7 +40,8 @@ def conversation_from_store(
 ) -> Conversation:
     """The conversation as the chat keeps it, so that the next turn sends its history.
 
-    Stored payments are amounts, not signed payments: what they cost is carried as a sum.
+    Stored payments are amounts, not signed payments: what they cost is carried as a sum; a
+    settled one's transaction comes back as its receipt (so "Copy last transaction" finds it).
     """
     conversation = Conversation(system_prompt=info.system_prompt, carried_usd=info.spent_usd)
     for message in messages:
@@ -55,9 +56,17 @@ def conversation_from_store(
                 status=MessageStatus(message.status),
                 usage=usage,
                 error=message.error,
+                receipt=_settled_receipt(message),
             )
         )
     return conversation
+
+
+def _settled_receipt(message: StoredMessage) -> Receipt | None:
+    payment = message.payment
+    if payment is None or payment.status != "settled" or not payment.tx:
+        return None
+    return Receipt(success=True, transaction=payment.tx, network=payment.network)
 
 
 def shown_messages(
