@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import x402.mechanisms.evm.constants as evm_constants
 from eth_account import Account
 
 from tests.payment_helpers import v1_body, v1_requirement, v2_headers, v2_requirement
@@ -70,6 +71,8 @@ def _expand(code: str) -> str:
     if not code.startswith("…_"):
         return code
     matches = sorted(c for c in REJECTION_CODES if c.endswith(code.removeprefix("…")))
+    if len(matches) > 1:  # the doc speaks of the exact EVM scheme, the one X-Router uses
+        matches = [c for c in matches if c.startswith("invalid_exact_evm_")]
     return matches[0] if len(matches) == 1 else code
 
 
@@ -82,6 +85,22 @@ def _doc_codes() -> list[str]:
 
 
 DOC_CODES = _doc_codes()
+
+
+def _sdk_codes() -> set[str]:
+    """Every EVM error code the official SDK defines (x402.mechanisms.evm.constants.ERR_*)."""
+    return {
+        value
+        for name, value in vars(evm_constants).items()
+        if name.startswith("ERR_") and isinstance(value, str)
+    }
+
+
+def test_every_code_the_official_sdk_defines_has_a_sentence_of_its_own():
+    codes = _sdk_codes()
+    assert len(codes) >= 40, "the SDK's constants moved: this test no longer reads them"
+    assert codes <= REJECTION_CODES, sorted(codes - REJECTION_CODES)
+
 
 # What each code the doc lists must say, in words a user knows.
 DOC_WORDS = {

@@ -24,6 +24,11 @@ _CLOCK = "check that this computer's clock is right."
 _WRONG_AMOUNT = "The router expected a different amount than the {amount} that was signed."
 _NOT_HERE = "The router does not accept payments on {where} for this request."
 _NOT_THIS_KIND = "The router does not accept this kind of payment."
+_OTHER_KIND = (
+    "The router checked the payment as another kind than the signed USDC authorization it "
+    "asked for; its payment settings look wrong."
+)
+_UNSET_NETWORK = "On {where}, the router is not set up to take payments."
 
 # Every code a facilitator (or the router in front of it) is known to send, as a sentence with
 # {wallet} (the payer, shortened), {where} (the network's label) and {amount} (what was signed).
@@ -86,6 +91,49 @@ _SENTENCES: dict[str, str] = {
         "likely charged; sending the request again would pay twice."
     ),
     "transaction_failed": "On {where}, the transfer failed.",
+    # The official SDK's newer EVM codes (x402 2.25). Some belong to kinds of payment this
+    # client never signs (Permit2, `upto`, smart wallets): a router that sends one checked the
+    # payment as another kind than the one it asked for.
+    "invalid_exact_evm_failed_to_get_asset_info": (
+        "On {where}, the router could not look up the token it asks for."
+    ),
+    "invalid_exact_evm_failed_to_get_network_config": _UNSET_NETWORK,
+    "invalid_upto_evm_failed_to_get_network_config": _UNSET_NETWORK,
+    "invalid_exact_evm_transfer_event_mismatch": (
+        "On {where}, the transfer the router found does not match the payment that was signed."
+    ),
+    "invalid_exact_evm_payload_undeployed_smart_wallet": _OTHER_KIND,
+    "eip6492_factory_not_allowed": _OTHER_KIND,
+    "smart_wallet_deployment_failed": _OTHER_KIND,
+    "erc20_approval_broadcast_failed": _OTHER_KIND,
+    "erc20_approval_tx_failed": _OTHER_KIND,
+    "permit2_allowance_required": _OTHER_KIND,
+    "invalid_permit2_spender": _OTHER_KIND,
+    "invalid_permit2_owner": _OTHER_KIND,
+    "permit2_invalid_owner": _OTHER_KIND,
+    "invalid_permit2_signature": _OTHER_KIND,
+    "permit2_token_mismatch": _OTHER_KIND,
+    "invalid_upto_evm_scheme": _OTHER_KIND,
+    "invalid_upto_evm_payload_settlement_exceeds_amount": _OTHER_KIND,
+    "invalid_upto_evm_transaction_failed": "On {where}, the transfer failed.",
+    "invalid_upto_evm_network_mismatch": _NOT_HERE,
+    "upto_facilitator_mismatch": _OTHER_KIND,
+    "upto_amount_exceeds_permitted": _OTHER_KIND,
+    "upto_unauthorized_facilitator": _OTHER_KIND,
+    "permit2_insufficient_balance": _NO_FUNDS,
+    "permit2_amount_mismatch": _WRONG_AMOUNT,
+    "permit2_deadline_expired": (
+        f"The payment authorization had expired when the router checked it; {_CLOCK}"
+    ),
+    "permit2_not_yet_valid": (
+        f"The payment authorization was not valid yet when the router checked it; {_CLOCK}"
+    ),
+    "invalid_permit2_recipient_mismatch": (
+        "The router expected the payment to go to a different address."
+    ),
+    "permit2_invalid_destination": (
+        "The router expected the payment to go to a different address."
+    ),
 }
 
 REJECTION_CODES: frozenset[str] = frozenset(_SENTENCES)
