@@ -125,6 +125,8 @@ def test_spend_text_shows_the_totals_models_and_payments(paid):
     rows = lines[header + 1 :]
     assert len(rows) == 3
     assert [row.split()[4] for row in rows] == ["unknown", "settled", "settled"]
+    # People read the network's name; JSON and CSV keep x402's.
+    assert [row.split()[5] for row in rows] == ["Base", "Base", "Base"]
     for row, payment in zip(rows[1:], reversed(accepted), strict=True):
         assert format_usd(usd(payment.amount)) in row
         tx = payment.transaction

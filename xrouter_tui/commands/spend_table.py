@@ -15,7 +15,7 @@ from xrouter_tui.commands.history_table import text_table
 from xrouter_tui.history.export import usd_text
 from xrouter_tui.history.store import StoredPayment
 from xrouter_tui.ledger import Spending, local_time, payments_csv
-from xrouter_tui.payments import Network, find_network, format_usd, short_address
+from xrouter_tui.payments import Network, format_usd, network_label, short_address
 from xrouter_tui.safe_text import MALFORMED, json_text, one_line, valid_tx
 
 __all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]
@@ -63,7 +63,7 @@ def not_counted_note(elsewhere: Sequence[StoredPayment], demo_network: Network) 
     if not elsewhere:
         return None
     names = sorted({p.network for p in elsewhere})
-    labels = [network.label if (network := find_network(n)) else one_line(n) for n in names]
+    labels = [one_line(network_label(name)) for name in names]
     count = f"{len(elsewhere)} payment{'s' if len(elsewhere) != 1 else ''}"
     note = f"Not counted: {count} on {', '.join(labels)}, not in allowed_networks"
     if demo_network.v1_name in names:
@@ -88,7 +88,7 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
             one_line(p.model) or "(unknown model)",
             format_usd(p.amount_usd),
             spending.status_of(p),
-            one_line(p.network),
+            one_line(network_label(p.network)),
             _tx(p.tx),
         )
         for p in spending.payments

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from xrouter_tui.history.store import ConversationInfo, StoredMessage
-from xrouter_tui.payments import format_usd
+from xrouter_tui.payments import format_usd, network_label
 from xrouter_tui.safe_text import json_text, one_line, shown_tx, terminal_text
 
 __all__ = ["export_json", "export_markdown", "usd_text"]
@@ -74,7 +74,8 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
             if message.payment is not None:
                 payment = message.payment
                 paid = (
-                    f"{format_usd(payment.amount_usd)} on {one_line(payment.network)} "
+                    f"{format_usd(payment.amount_usd)} on "
+                    f"{one_line(network_label(payment.network))} "
                     f"({payment.shown_status})"
                 )
                 notes.append(paid + (f", tx {shown_tx(payment.tx)}" if payment.tx else ""))

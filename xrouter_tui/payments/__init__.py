@@ -15,6 +15,7 @@ from xrouter_tui.payments.networks import (
     atomic_to_usd,
     find_network,
     format_usd,
+    network_label,
     usd_to_atomic,
 )
 from xrouter_tui.payments.policy import (
@@ -54,6 +55,7 @@ __all__ = [
     "explain_rejection",
     "find_network",
     "format_usd",
+    "network_label",
     "parse_challenge",
     "read_receipt",
     "short_address",

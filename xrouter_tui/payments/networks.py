@@ -17,6 +17,7 @@ __all__ = [
     "atomic_to_usd",
     "find_network",
     "format_usd",
+    "network_label",
     "usd_to_atomic",
 ]
 
@@ -73,6 +74,13 @@ _BY_NAME = {key: net for net in NETWORKS for key in (net.v1_name, net.caip2)}
 def find_network(name: str) -> Network | None:
     """The known network called `name` in either x402 naming, or None."""
     return _BY_NAME.get(name.strip().lower())
+
+
+def network_label(name: str) -> str:
+    """How people read the network called `name` ("Base", "Base Sepolia (test network)"); an
+    unknown one as it was named (JSON keeps the x402 name either way)."""
+    network = find_network(name)
+    return network.label if network is not None else name
 
 
 def atomic_to_usd(amount: int, decimals: int = 6) -> Decimal:

@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from xrouter_tui.history.store import EXPIRED, StoredPayment
 from xrouter_tui.ledger import Ledger, Spending, local_time, payments_csv
-from xrouter_tui.payments import find_network, format_usd, short_address
+from xrouter_tui.payments import format_usd, network_label, short_address
 from xrouter_tui.safe_text import MALFORMED, one_line, valid_tx
 from xrouter_tui.ui.history import write_new_file
 
@@ -271,7 +271,6 @@ def totals_line(spending: Spending) -> Text:
 def _row(
     payment: StoredPayment, status: str, *, session: bool, styles: dict[str, Style]
 ) -> tuple[Text, ...]:
-    network = find_network(payment.network)
     return (
         Text(SESSION_MARK if session else " ", style="bold"),
         Text(local_time(payment.created)),
@@ -279,7 +278,7 @@ def _row(
         Text(status, style=styles.get(status, "")),
         _tx_cell(payment.tx),
         Text(one_line(payment.model) or "(unknown model)"),
-        Text(network.label if network else one_line(payment.network)),
+        Text(one_line(network_label(payment.network))),
     )
 
 
