@@ -8,6 +8,7 @@ charged. No JSON, no tracebacks, never the generic fallback when the code is kno
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from decimal import Decimal
@@ -21,6 +22,7 @@ from tests.payment_helpers import v1_body, v1_requirement, v2_headers, v2_requir
 from tests.test_cli import assert_clean, key, router, run  # noqa: F401 (fixtures)
 from xrouter_tui.api import (
     BadChallenge,
+    NeverSent,
     NoWallet,
     PaymentDeclined,
     PaymentRejected,
@@ -575,3 +577,36 @@ async def test_a_router_that_requires_a_payment_identifier_is_paid_once_with_our
     assert dev_router.state.paid_requests == paid_before + 1, "paid once"
     assert re.fullmatch(r"pay_[0-9a-f]{32}", done.payment.payment_id or "")
     assert dev_router.state.payments[-1].payment_id == done.payment.payment_id
+
+
+async def test_a_payment_that_never_left_is_not_counted(store):
+    """A router that answers the 402 and is gone before the paid request: no connection, so
+    the signed payment never left, is `rejected`, and no budget counts it."""
+    body = v1_body(v1_requirement(BASE_SEPOLIA, amount="13500"))
+    head = (
+        f"HTTP/1.1 402 Payment Required\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        server.close()  # nobody listens any more: the paid request finds no one
+        writer.write(head + body)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    ledger = Ledger(store, (BASE_SEPOLIA,), session_budget_usd=Decimal("1"))
+    async with RouterClient(
+        f"http://127.0.0.1:{port}", account=Account.create(), policy=BOTH_NETS
+    ) as client:
+        with pytest.raises(NeverSent) as caught:
+            await client.complete(QUESTION, model=MODEL, max_tokens=64, on_signed=ledger.signed)
+    error = caught.value
+    assert error.payment is not None
+    assert "never sent, so nothing was charged" in error.message
+    ledger.failed(error.payment, error, accepted=False)
+    [payment] = store.payments()
+    assert payment.status == "rejected" and not payment.at_risk
+    assert ledger.session_at_risk() == 0 and ledger.today_at_risk() == 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from xrouter_tui.api import PaymentRejected, RouterError
+from xrouter_tui.api import NeverSent, PaymentRejected, RouterError
 from xrouter_tui.history.store import (
     AT_RISK,
     SPENT,
@@ -289,7 +289,10 @@ class Ledger:
         """What became of a payment when its turn broke before the router accepted it."""
         if payment is None or accepted:
             return
-        if isinstance(exc, PaymentRejected):
+        if isinstance(exc, NeverSent):
+            # No connection was made: the signed payment never left, and cannot settle.
+            self._update(payment, "rejected", reason="never sent: " + exc.message)
+        elif isinstance(exc, PaymentRejected):
             # Refused after it left: no refusal proves it was not charged (payments/reasons.py);
             # a transaction sent with the refusal (settlement_pending) is kept.
             self._update(payment, "unknown", tx=exc.transaction, reason=exc.code or exc.message)

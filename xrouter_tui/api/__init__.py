@@ -13,6 +13,7 @@ from xrouter_tui.api.answers import Chunk, Completion, error_text, read_chunk, r
 from xrouter_tui.api.errors import (
     AnswerTooLarge,
     BadChallenge,
+    NeverSent,
     NoWallet,
     PaymentDeclined,
     PaymentRejected,
@@ -52,6 +53,7 @@ __all__ = [
     "Estimate",
     "Limits",
     "ModelInfo",
+    "NeverSent",
     "NoWallet",
     "OnSigned",
     "Paid",

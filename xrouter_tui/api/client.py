@@ -21,6 +21,7 @@ from xrouter_tui.api.answers import Completion, error_text, read_chunk, read_com
 from xrouter_tui.api.errors import (
     AnswerTooLarge,
     BadChallenge,
+    NeverSent,
     NoWallet,
     PaymentDeclined,
     PaymentRejected,
@@ -466,12 +467,12 @@ class RouterClient:
             async with asyncio.timeout(self.timeouts.first_byte):
                 return await self._http.send(request, stream=True)
         except httpx.ConnectTimeout:
-            raise RouterUnreachable(
+            raise NeverSent(
                 f"Could not connect to {host} within {self.timeouts.connect:g} s.{unsent}",
                 payment=payment,
             ) from None
         except httpx.ConnectError as exc:
-            raise RouterUnreachable(
+            raise NeverSent(
                 f"Could not connect to {host}: {_reason(exc)}.{unsent}", payment=payment
             ) from None
         except httpx.WriteTimeout:

@@ -13,6 +13,7 @@ from xrouter_tui.payments import PaymentRefused, SignedPayment, format_usd
 __all__ = [
     "AnswerTooLarge",
     "BadChallenge",
+    "NeverSent",
     "NoWallet",
     "PaymentDeclined",
     "PaymentRejected",
@@ -45,6 +46,11 @@ class RouterError(Exception):
 
 class RouterUnreachable(RouterError):
     """No connection could be made, or it broke before the router answered."""
+
+
+class NeverSent(RouterUnreachable):
+    """No connection could be made: the request, and the payment it carried, never left this
+    machine, so that payment cannot be charged."""
 
 
 class RouterHTTPError(RouterError):
