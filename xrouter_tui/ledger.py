@@ -23,12 +23,12 @@ from decimal import Decimal
 
 from xrouter_tui.api import NeverSent, PaymentRejected, RouterError
 from xrouter_tui.history.store import (
-    AT_RISK,
     SPENT,
     PaymentRecord,
     Store,
     StoredPayment,
     StoreError,
+    at_risk,
 )
 from xrouter_tui.payments import (
     Budget,
@@ -39,6 +39,7 @@ from xrouter_tui.payments import (
     check_budgets,
     format_usd,
 )
+from xrouter_tui.payments.reasons import PROVES_NOT_CHARGED
 from xrouter_tui.safe_text import csv_cell, shown_tx
 
 __all__ = [
@@ -170,9 +171,7 @@ class _SessionPayment:
 
     def at_risk_at(self, now: float) -> bool:
         """Paid, or may yet be charged at `now` (see `store.AT_RISK`)."""
-        if self.status == "unknown" and self.valid_before <= now:
-            return False  # expired: it can no longer settle
-        return self.status in AT_RISK
+        return at_risk(self.status, self.valid_before, now)
 
 
 class Ledger:
@@ -293,9 +292,11 @@ class Ledger:
             # No connection was made: the signed payment never left, and cannot settle.
             self._update(payment, "rejected", reason="never sent: " + exc.message)
         elif isinstance(exc, PaymentRejected):
-            # Refused after it left: no refusal proves it was not charged (payments/reasons.py);
-            # a transaction sent with the refusal (settlement_pending) is kept.
-            self._update(payment, "unknown", tx=exc.transaction, reason=exc.code or exc.message)
+            # Refused after it left: it may still settle, unless its code proves otherwise (none
+            # does: see payments/reasons.py). A transaction sent with the refusal
+            # (settlement_pending) is kept.
+            status = "rejected" if exc.code in PROVES_NOT_CHARGED else "unknown"
+            self._update(payment, status, tx=exc.transaction, reason=exc.code or exc.message)
         else:
             reason = exc.message if isinstance(exc, RouterError) else "interrupted"
             self._update(payment, "unknown", reason=reason)
@@ -319,7 +320,8 @@ class Ledger:
         """Totals (this session, unless `session` is False; today; ever), per model, and every
         payment, newest first."""
         payments = tuple(self.store.payments(networks=self.networks)) if self.store else ()
-        since = local_midnight(self._clock())
+        now = self._clock()  # one reading: the totals, the statuses and the CSV agree
+        since = local_midnight(now)
         taken = [p for p in payments if p.taken]
         by_model: dict[str, list[Decimal]] = {}
         for p in taken:
@@ -332,14 +334,14 @@ class Ledger:
             today_usd=_total(p.amount_usd for p in taken if p.created >= since),
             all_time_usd=_total(p.amount_usd for p in taken),
             uncertain_usd=_total(
-                p.amount_usd for p in payments if p.at_risk_at(self._clock()) and not p.taken
+                p.amount_usd for p in payments if p.at_risk_at(now) and not p.taken
             ),
             by_model=tuple(sorted(models, key=lambda spend: (-spend.usd, spend.model))),
             payments=payments,
             session_ids=frozenset(
                 p.payment_id for p in self._session.values() if p.payment_id is not None
             ),
-            read_at=self._clock(),
+            read_at=now,
         )
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "StoreError",
     "StoredMessage",
     "StoredPayment",
+    "at_risk",
+    "expired",
     "make_title",
 ]
 
@@ -44,6 +46,19 @@ SPENT = ("sent", "settled")
 AT_RISK = ("signed", "sent", "settled", "unknown")
 # How an `unknown` payment whose authorization has expired is shown: it can no longer settle.
 EXPIRED = "expired, not charged"
+
+
+def expired(status: str, valid_before: int, now: float) -> bool:
+    """True for a payment of unknown outcome whose authorization can no longer settle at
+    `now`: past its validBefore, nobody can submit it any more."""
+    return status == "unknown" and valid_before <= now
+
+
+def at_risk(status: str, valid_before: int, now: float) -> bool:
+    """True for a payment that is or may yet be charged at `now`: budgets count these."""
+    return status in AT_RISK and not expired(status, valid_before, now)
+
+
 _TITLE_LENGTH = 60
 # Long enough for a writer that is busy saving a big answer; a real deadlock is not possible
 # because every write takes the lock up front (BEGIN IMMEDIATE).
@@ -225,11 +240,7 @@ class StoredPayment:
 
     def at_risk_at(self, now: float) -> bool:
         """`at_risk` at the time `now` (seconds since the epoch)."""
-        return self.status in AT_RISK and not self.expired_at(now)
-
-    def expired_at(self, now: float) -> bool:
-        """True for a payment of unknown outcome whose authorization can no longer settle."""
-        return self.status == "unknown" and self.valid_before <= now
+        return at_risk(self.status, self.valid_before, now)
 
     @property
     def shown_status(self) -> str:
@@ -239,7 +250,7 @@ class StoredPayment:
 
     def shown_status_at(self, now: float) -> str:
         """`shown_status` at the time `now` (seconds since the epoch)."""
-        return EXPIRED if self.expired_at(now) else self.status
+        return EXPIRED if expired(self.status, self.valid_before, now) else self.status
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,13 +204,13 @@ def sign_payment(
 
 
 def echoed_extensions(
-    declared: Mapping[str, Any] | None, payment_id: str | None = None
+    declared: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """The `extensions` a v2 payment sends back: what the server declared, as it declared it
     (x402 v2 §5.1.2: a client echoes them), with a `payment-identifier` id added when the
     server declared that extension (`info.required` a boolean), required or not: the server
     may then recognise a resent payment. Returns them and the id (`pay_` + 32 hex digits, a
-    fresh one unless `payment_id` is given)."""
+    fresh one)."""
     if declared is None:
         return None, None
     extensions = dict(declared)
@@ -221,7 +221,7 @@ def echoed_extensions(
         and isinstance(declaration["info"].get("required"), bool)
     ):
         return extensions, None
-    payment_id = payment_id or "pay_" + secrets.token_hex(16)
+    payment_id = "pay_" + secrets.token_hex(16)
     extensions[PAYMENT_IDENTIFIER] = {
         **declaration,
         "info": {**declaration["info"], "id": payment_id},

@@ -207,7 +207,7 @@ class LedgerScreen(Screen[None]):
             return
         if not payment.tx:
             self.notify(
-                f"This payment has no transaction (it is {one_line(payment.status)}).",
+                f"This payment has no transaction (it is {self.spending.status_of(payment)}).",
                 title="Spending",
                 severity="warning",
             )
