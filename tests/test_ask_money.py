@@ -155,6 +155,20 @@ def test_a_refused_payment_counts_against_the_budget_until_it_expires(
     assert statuses == ["settled", "expired, not charged"]
 
 
+def test_an_answer_whose_receipt_says_failed_is_not_called_charged(ask, router):
+    router.config.faults = {"failed-receipt"}
+    result = ask("hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip(), "the answer came"
+    summary = result.stderr.strip().splitlines()[-1]
+    # The client cannot know it was charged, nor that it was not: it says what it knows.
+    assert "signed, outcome unknown" in summary and "charged" not in summary
+    assert "receipt says failed (unexpected_settle_error)" in summary
+    with Store.open(history_path()) as store:
+        [payment] = store.payments()
+    assert payment.status == "unknown" and payment.at_risk  # counted until it expires
+
+
 def test_concurrent_processes_cannot_overspend_a_daily_budget(router, key, isolated_environment):
     secret, _ = key
     price = listed_price("hi", 1024)

@@ -7,6 +7,7 @@ sees and on the database itself (opened the way `xrouter-tui history` opens it).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -191,9 +192,13 @@ async def test_an_interrupted_answer_resumes_marked_interrupted_and_is_not_sent_
         store.add_message(conversation_id, "user", "will it survive?")
         reply_id = store.add_message(conversation_id, "assistant", "", status="streaming")
         store.update_message_text(reply_id, "half an ans")
+        # Signed moments before the crash: its authorization is still valid, so it may settle.
+        valid_before = int(time.time()) + 600
         store.record_payment(
             reply_id,
-            PaymentRecord("base-sepolia", "0xasset", 1234, 6, "0xto", "0xpayer", "0x01", 1),
+            PaymentRecord(
+                "base-sepolia", "0xasset", 1234, 6, "0xto", "0xpayer", "0x01", valid_before
+            ),
         )
     posted = Posted()
     with demo_chat() as chat:

@@ -29,6 +29,9 @@ class Charge:
     receipt_note: str = ""
     usage: Usage | None = None
     model: ModelInfo | None = None
+    # The receipt says the payment failed: the authorization may still settle (until it
+    # expires), so the line says it was signed, not that it was charged.
+    uncertain: bool = False
 
     @classmethod
     def of(
@@ -46,7 +49,8 @@ class Charge:
             reason = one_line(receipt.error_reason or "no reason", 80)
             note = f"receipt says failed ({reason})"
         tx = receipt.transaction if receipt is not None and receipt.success else None
-        return cls(payment.amount_usd, payment.network.label, tx, note, usage, model)
+        uncertain = receipt is not None and not receipt.success
+        return cls(payment.amount_usd, payment.network.label, tx, note, usage, model, uncertain)
 
     @property
     def tokens_usd(self) -> Decimal | None:
@@ -62,9 +66,13 @@ class Charge:
     def parts(self) -> list[str]:
         """`charged $0.0154 upfront`, `tokens cost $0.0021`, `refund ~$0.0133`, the network and
         the transaction, as the pieces of one line."""
-        parts = [f"charged {format_usd(self.amount_usd)} upfront"]
+        amount = format_usd(self.amount_usd)
+        if self.uncertain:
+            parts = [f"{amount} signed, outcome unknown"]
+        else:
+            parts = [f"charged {amount} upfront"]
         cost, refund = self.tokens_usd, self.refund_usd
-        if cost is not None and refund is not None:
+        if cost is not None and refund is not None and not self.uncertain:
             parts.append(f"tokens cost {format_usd(cost)}")
             parts.append(f"refund ~{format_usd(refund)}")
         parts.append(self.network)

@@ -190,7 +190,9 @@ class _Handlers:
         if "settlement-pending" in faults:
             # Broadcast, not confirmed: a 402 that carries the transaction (it will settle).
             state.record_rejection("settlement_pending")
-            receipt = x402.pending_receipt(config.x402_version, network, check.payer, transaction)
+            receipt = x402.failed_receipt(
+                config.x402_version, network, check.payer, "settlement_pending", transaction
+            )
             return x402.challenge(
                 offer, resource, about, error="settlement_pending", headers=receipt
             )
@@ -211,9 +213,15 @@ class _Handlers:
         if "paid-http-error" in faults:
             return JSONResponse({"error": "Internal error while generating the reply"}, 500)
 
-        headers = (
-            {} if "no-receipt" in faults else x402.receipt_header(config.x402_version, payment)
-        )
+        if "no-receipt" in faults:
+            headers = {}
+        elif "failed-receipt" in faults:
+            # The answer comes, and the receipt says the payment failed: it may still settle.
+            headers = x402.failed_receipt(
+                config.x402_version, network, check.payer, "unexpected_settle_error"
+            )
+        else:
+            headers = x402.receipt_header(config.x402_version, payment)
         if "drip-headers" in faults:
             head = hostile.dripped_head({"Content-Type": "text/event-stream", **headers})
             return DrippedHead(head, config.drip_seconds)

@@ -37,6 +37,7 @@ FAULTS: dict[str, str] = {
     "stall-first-byte": "a paid request waits stall_seconds before any response header",
     "stall-mid-stream": "the stream pauses for stall_seconds mid-reply",
     "no-receipt": "no payment receipt header on the paid response",
+    "failed-receipt": "the paid answer comes with a receipt that says success: false",
     "reject-payment": "a valid payment is refused with 402 and reject_reason",
     "settlement-pending": "a valid payment is answered 402 settlement_pending, with the "
     "transaction in a PAYMENT-RESPONSE: broadcast, not confirmed",

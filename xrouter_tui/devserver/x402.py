@@ -145,16 +145,15 @@ def challenge(
     )
 
 
-def pending_receipt(version: int, network: str, payer: str, transaction: str) -> dict[str, str]:
-    """The receipt of a transfer broadcast but not confirmed yet (x402's settlement_pending):
-    not a success, with its transaction."""
-    document: dict[str, Any] = {
-        "success": False,
-        "errorReason": "settlement_pending",
-        "transaction": transaction,
-        "network": network,
-        "payer": payer,
-    }
+def failed_receipt(
+    version: int, network: str, payer: str, reason: str, transaction: str | None = None
+) -> dict[str, str]:
+    """A receipt that is not a success, for `reason`: with the transaction of a transfer
+    broadcast but not confirmed yet (x402's settlement_pending), or none."""
+    document: dict[str, Any] = {"success": False, "errorReason": reason}
+    if transaction is not None:
+        document["transaction"] = transaction
+    document |= {"network": network, "payer": payer}
     name = "X-PAYMENT-RESPONSE" if version == 1 else "PAYMENT-RESPONSE"
     return {name: _b64json(document)}
 

@@ -16,7 +16,7 @@ from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.history.export import export_markdown
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoredMessage
-from xrouter_tui.payments import Receipt, find_network, format_usd
+from xrouter_tui.payments import Receipt, format_usd, network_label
 from xrouter_tui.ui.widgets.chat_log import ShownMessage
 
 __all__ = [
@@ -115,13 +115,13 @@ def stored_footer(message: StoredMessage, model: ModelInfo | None = None) -> str
     if payment is None:
         parts.append("not charged")
         return " · ".join(parts)
-    network = find_network(payment.network)
-    where = network.label if network is not None else payment.network
+    where = network_label(payment.network)
     if payment.taken:
         charge = Charge(payment.amount_usd, where, payment.tx, usage=usage, model=model)
         parts.extend(charge.parts())
     else:
-        outcome = {"signed": "signed, outcome unknown"}.get(payment.status, payment.status)
+        status = payment.shown_status  # an expired one reads "expired, not charged"
+        outcome = {"signed": "signed, outcome unknown"}.get(status, status)
         note = f"payment of {format_usd(payment.amount_usd)} on {where} {outcome}"
         parts.append(note + (f" ({payment.reason})" if payment.reason else ""))
     return " · ".join(parts)
