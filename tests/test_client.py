@@ -119,11 +119,11 @@ async def test_the_reply_is_markdown_with_a_table_code_and_multibyte_text(router
 async def test_the_payment_is_handed_over_before_the_paid_request_is_sent(router, account):
     seen = []
 
-    def on_signed(payment):
-        seen.append((payment.nonce, router.state.paid_requests))
+    def on_signed(payment, body):
+        seen.append((payment.nonce, tuple(body["messages"]), router.state.paid_requests))
 
     events = await turn(router, account, on_signed=on_signed)
-    assert seen == [(events[0].payment.nonce, 0)]
+    assert seen == [(events[0].payment.nonce, router.state.payments[0].messages, 0)]
 
 
 async def test_the_estimate_matches_the_amount_the_402_asks(router, account):
@@ -146,7 +146,12 @@ async def test_a_declined_confirmation_signs_nothing(router, account):
 
     signed = []
     with pytest.raises(PaymentDeclined):
-        await turn(router, account, confirm=confirm, on_signed=signed.append)
+        await turn(
+            router,
+            account,
+            confirm=confirm,
+            on_signed=lambda payment, _body: signed.append(payment),
+        )
     assert signed == []
     assert router.state.paid_requests == 0
 
@@ -155,7 +160,9 @@ async def test_a_price_above_the_cap_is_refused_before_signing(router, account):
     cheap = SpendingPolicy(networks=(BASE_SEPOLIA,), max_per_request_usd=Decimal("0.000001"))
     signed = []
     with pytest.raises(PaymentRefused) as caught:
-        await turn(router, account, policy=cheap, on_signed=signed.append)
+        await turn(
+            router, account, policy=cheap, on_signed=lambda payment, _body: signed.append(payment)
+        )
     assert caught.value.code == "over_cap"
     assert signed == [] and router.state.paid_requests == 0
 
@@ -314,7 +321,7 @@ async def test_http_errors_before_paying_show_status_and_message(
     router.config.faults = {fault}
     signed = []
     with pytest.raises(RouterHTTPError) as caught:
-        await turn(router, account, on_signed=signed.append)
+        await turn(router, account, on_signed=lambda payment, _body: signed.append(payment))
     assert caught.value.status == status
     assert words in caught.value.message
     assert caught.value.payment is None and signed == []
@@ -352,7 +359,7 @@ async def test_a_malformed_402_signs_nothing(router, account, fault, version):
     router.config.faults = {fault}
     signed = []
     with pytest.raises(BadChallenge) as caught:
-        await turn(router, account, on_signed=signed.append)
+        await turn(router, account, on_signed=lambda payment, _body: signed.append(payment))
     assert "Nothing was signed" in caught.value.message
     assert signed == [] and router.state.paid_requests == 0
 

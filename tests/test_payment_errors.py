@@ -157,7 +157,10 @@ async def rejected(server, *, version: int, network: str, code: str):
     async with RouterClient(server.url, account=account, policy=BOTH_NETS) as client:
         with pytest.raises(PaymentRejected) as caught:
             async for _ in client.stream_chat(
-                QUESTION, model=MODEL, max_tokens=256, on_signed=signed.append
+                QUESTION,
+                model=MODEL,
+                max_tokens=256,
+                on_signed=lambda payment, _body: signed.append(payment),
             ):
                 pass
     # Signed once, sent once, never resent.
@@ -274,7 +277,7 @@ async def refused_turn(server, *, policy=BOTH_NETS, budgets=(), account=None, co
                 max_tokens=256,
                 budgets=budgets,
                 confirm=confirm,
-                on_signed=signed.append,
+                on_signed=lambda payment, _body: signed.append(payment),
             )
     assert signed == [] and server.state.paid_requests == paid_before
     return caught.value
@@ -527,7 +530,12 @@ async def test_a_challenge_that_cannot_be_read(plain_router, version, fault):
     signed = []
     async with RouterClient(plain_router.url, account=Account.create(), policy=BOTH_NETS) as client:
         with pytest.raises(BadChallenge) as caught:
-            await client.complete(QUESTION, model=MODEL, max_tokens=256, on_signed=signed.append)
+            await client.complete(
+                QUESTION,
+                model=MODEL,
+                max_tokens=256,
+                on_signed=lambda payment, _body: signed.append(payment),
+            )
     assert signed == [] and plain_router.state.paid_requests == 0
     message = caught.value.message
     # The reason names the field at fault (`accepts[0]`): the router's maker needs it; but no

@@ -15,11 +15,12 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from xrouter_tui.api import NeverSent, PaymentRejected, RouterError
 from xrouter_tui.history.store import (
@@ -40,6 +41,7 @@ from xrouter_tui.payments import (
     format_usd,
 )
 from xrouter_tui.payments.reasons import PROVES_NOT_CHARGED
+from xrouter_tui.resends import Resend, kept_resend, resend_record
 from xrouter_tui.safe_text import csv_cell, shown_tx
 
 __all__ = [
@@ -251,25 +253,58 @@ class Ledger:
     # -- recording --------------------------------------------------------------------------
 
     def signed(
-        self, payment: SignedPayment, *, message_id: int | None = None, model: str = ""
+        self,
+        payment: SignedPayment,
+        request: Mapping[str, Any] | None = None,
+        *,
+        message_id: int | None = None,
+        model: str = "",
     ) -> None:
         """Record a payment just signed, before it is sent. Raises `PaymentRefused` when a
         budget no longer has room for it (another process paid meanwhile): then nothing is
-        recorded, and the caller must not send it."""
+        recorded, and the caller must not send it. With the `request` body it pays for and the
+        answer's `message_id`, what a resend takes is kept with it (see `resends`)."""
         amount = payment.amount_usd
         if self.store is None:
             check_budgets(amount, self.budgets())
             payment_id = None
         else:
+            resend = resend_record(payment, request) if request is not None else None
             with self.store.transaction():
                 # Inside the write lock: no other process can record a payment until this ends.
                 check_budgets(amount, self.budgets())
                 payment_id = self.store.record_payment(
-                    message_id, payment_record(payment), model=model
+                    message_id, payment_record(payment), model=model, resend=resend
                 )
         self._session[payment.nonce] = _SessionPayment(
             payment_id, amount, "signed", self._clock(), payment.valid_before
         )
+
+    def resending(self, resend: Resend) -> None:
+        """A recorded payment is about to be sent again as it was: the same payment, counted
+        once (no budget is checked: it adds nothing to what may be charged). Its outcome is
+        written to its own row."""
+        entry = self._session.get(resend.payment.nonce)
+        if entry is None:
+            # Made by another process (or an earlier run): this session now answers for it.
+            self._session[resend.payment.nonce] = _SessionPayment(
+                resend.payment_row,
+                resend.payment.amount_usd,
+                "unknown",
+                self._clock(),
+                resend.payment.valid_before,
+            )
+
+    def resend_of(self, payment: SignedPayment | None) -> Resend | None:
+        """The resend of this session's `payment` while it can help (see `resends`), or None."""
+        entry = self._session.get(payment.nonce) if payment is not None else None
+        if entry is None or entry.payment_id is None or self.store is None:
+            return None
+        try:
+            stored = self.store.payments(ids=[entry.payment_id])
+            return kept_resend(self.store, stored[0], now=self._clock()) if stored else None
+        except StoreError:
+            return None
 
     def paid(self, payment: SignedPayment, receipt: Receipt | None) -> None:
         """The router took the paid request: settled with its transaction, or as the receipt
@@ -291,6 +326,19 @@ class Ledger:
         if isinstance(exc, NeverSent):
             # No connection was made: the signed payment never left, and cannot settle.
             self._update(payment, "rejected", reason="never sent: " + exc.message)
+        elif isinstance(exc, PaymentRejected) and exc.charged:
+            # A resend refused for its used nonce: the first request was charged, and no resend
+            # will bring its answer.
+            self._update(
+                payment,
+                "settled",
+                tx=exc.transaction,
+                reason="nonce already used: charged for the first request",
+            )
+            entry = self._session.get(payment.nonce)
+            if self.store is not None and entry is not None and entry.payment_id is not None:
+                with suppress(StoreError):
+                    self.store.forget_resend(entry.payment_id)
         elif isinstance(exc, PaymentRejected):
             # Refused after it left: it may still settle, unless its code proves otherwise (none
             # does: see payments/reasons.py). A transaction sent with the refusal

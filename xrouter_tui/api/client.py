@@ -58,6 +58,7 @@ from xrouter_tui.payments import (
     read_receipt,
     sign_payment,
 )
+from xrouter_tui.payments.reasons import NONCE_ALREADY_USED
 from xrouter_tui.safe_text import one_line, valid_tx
 
 if TYPE_CHECKING:
@@ -150,6 +151,30 @@ class RouterClient:
         response, payment = await self.open_chat(
             body, budgets=budgets, confirm=confirm, on_signed=on_signed
         )
+        async for event in self._answer_events(response, payment, model):
+            yield event
+
+    async def resend_chat(
+        self, body: Mapping[str, Any], payment: SignedPayment
+    ) -> AsyncIterator[ChatEvent]:
+        """Send a paid streaming request again exactly as it went the first time: the same
+        `body`, the same signed `payment` (its nonce, its payment id). Its nonce can be charged
+        once at most, so this cannot pay twice; no 402 is drawn and nothing is signed."""
+        body = dict(body)
+        paid = await self._send(body, payment=payment)
+        if paid.status_code == 402:
+            raise self._rejection(
+                paid.headers, await self._read_and_close(paid), payment, resent=True
+            )
+        if not paid.is_success:
+            await self._raise_for_status(paid, payment=payment)
+        async for event in self._answer_events(paid, payment, str(body.get("model", ""))):
+            yield event
+
+    async def _answer_events(
+        self, response: httpx.Response, payment: SignedPayment | None, model: str
+    ) -> AsyncIterator[ChatEvent]:
+        """A paid (or free) chat response as events; it is closed at the end."""
         try:
             if payment is not None:
                 yield Paid(payment, read_receipt(response.headers))
@@ -231,7 +256,7 @@ class RouterClient:
             )
         payment = sign_payment(self.account, quote)
         if on_signed is not None:
-            result = on_signed(payment)
+            result = on_signed(payment, body)
             if inspect.isawaitable(result):
                 await result
 
@@ -252,7 +277,7 @@ class RouterClient:
             ) from None
 
     def _rejection(
-        self, headers: httpx.Headers, body: bytes, payment: SignedPayment
+        self, headers: httpx.Headers, body: bytes, payment: SignedPayment, *, resent: bool = False
     ) -> PaymentRejected:
         code: str | None = None
         # A receipt may come with the 402 (x402's settlement_pending carries the transaction).
@@ -265,6 +290,17 @@ class RouterClient:
             code, payer=payment.payer, network=payment.network, amount_usd=payment.amount_usd
         )
         transaction = valid_tx(receipt.transaction if receipt else None)
+        if resent and code == NONCE_ALREADY_USED:
+            # The same nonce went out before, and only a transfer uses a nonce: that one.
+            return PaymentRejected(
+                "The router says this payment was already used: the first request was charged "
+                f"for it ({format_usd(payment.amount_usd)}), once; no answer comes for it "
+                "again. It was not charged twice.",
+                code=code,
+                payment=payment,
+                transaction=transaction,
+                charged=True,
+            )
         if code == "settlement_pending":
             on_chain = f" (tx {transaction})" if transaction else ""
             message = (

@@ -88,10 +88,13 @@ class PaymentRejected(RouterError):
         code: str | None,
         payment: SignedPayment,
         transaction: str | None = None,
+        charged: bool = False,
     ) -> None:
         super().__init__(message, payment=payment)
         self.code = code
         self.transaction = transaction
+        # True when the refusal itself proves a charge: a resent payment whose nonce is used.
+        self.charged = charged
 
 
 class ResponseTimeout(RouterError):

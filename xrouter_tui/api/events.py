@@ -5,8 +5,9 @@ One name for one thing across layers: the UI receives these very objects.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from xrouter_tui.payments import Quote, Receipt, SignedPayment
 
@@ -23,8 +24,9 @@ __all__ = [
 
 # Asked before paying above the confirmation threshold: True to pay.
 ConfirmPayment = Callable[[Quote], Awaitable[bool]]
-# Told of a signature the moment it is made, before the paid request leaves.
-OnSigned = Callable[[SignedPayment], Awaitable[None] | None]
+# Told of a signature the moment it is made, before the paid request leaves: the payment and
+# the request body it pays for, exactly as it will be sent (what a resend needs).
+OnSigned = Callable[[SignedPayment, Mapping[str, Any]], Awaitable[None] | None]
 
 
 @dataclass(frozen=True, slots=True)

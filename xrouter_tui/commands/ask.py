@@ -62,6 +62,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "ledger, so that budgets hold)",
     )
     ask.add_argument(
+        "--retry",
+        action="store_true",
+        help="with -c or --cid: send the conversation's last question whose paid answer was lost "
+        "again, with the very payment signed for it (its nonce can be charged once at most, so "
+        "this cannot pay twice); exits 3 without sending when that payment has expired",
+    )
+    ask.add_argument(
         "-y",
         "--yes",
         action="store_true",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 
 from xrouter_tui.api import (
     Limits,
     ModelInfo,
     NoWallet,
+    PaymentRejected,
     RouterClient,
     RouterError,
     Timeouts,
@@ -38,27 +40,87 @@ from xrouter_tui.commands.routing import command_settings, no_wallet, router_for
 from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
 from xrouter_tui.config import Settings
 from xrouter_tui.history.journal import TurnJournal, history_path
-from xrouter_tui.history.store import Store, StoreError
+from xrouter_tui.history.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import (
     PaymentRefused,
     Quote,
+    SignedPayment,
     SpendingPolicy,
     format_usd,
     short_address,
     unconfirmed,
 )
 from xrouter_tui.pricing import shorter_max_tokens
+from xrouter_tui.resends import Resend, kept_resend, last_unanswered, not_resendable
+from xrouter_tui.safe_text import one_line
 
 __all__ = ["run_ask"]
 
 
 def run_ask(args: argparse.Namespace, console: Console) -> int:
     settings = command_settings(args, console.env)
+    if args.retry:
+        if args.prompt:
+            console.error("--retry sends the lost question again: give no prompt with it.")
+            return EXIT_USAGE
+        if not (args.continue_latest or args.cid is not None):
+            console.error("--retry needs the conversation: -c (the latest) or --cid ID.")
+            return EXIT_USAGE
+        with Store.open(history_path(console.env)) as store:
+            return _retry(args, console, settings, store)
     prompt = read_prompt(args.prompt, console.stdin)
     # The ledger lives in the history, so budgets hold even for --no-history.
     with Store.open(history_path(console.env)) as store:
         return _ask_and_answer(args, console, settings, prompt, store)
+
+
+def _continued(args: argparse.Namespace, console: Console, store: Store) -> ConversationInfo | None:
+    """The conversation -c or --cid names; None (and the error said) when there is none."""
+    conversation_id = store.latest_conversation_id() if args.continue_latest else args.cid
+    info = store.conversation(conversation_id) if conversation_id is not None else None
+    if info is None:
+        console.error(
+            "no conversation to continue yet."
+            if args.continue_latest
+            else f"no conversation with id {args.cid} (`{PROG} history` lists them)."
+        )
+    return info
+
+
+def _retry(args: argparse.Namespace, console: Console, settings: Settings, store: Store) -> int:
+    """`ask -c --retry`: the conversation's last question whose paid answer was lost, sent again
+    with its own payment while that is valid (it can be charged once at most)."""
+    info = _continued(args, console, store)
+    if info is None:
+        return EXIT_USAGE
+    messages = store.messages(info.id)
+    lost = last_unanswered(messages)
+    if lost is None:
+        console.error(
+            f"nothing to retry: the last question of conversation {info.id} has its answer."
+        )
+        return EXIT_USAGE
+    if lost.payment is None:
+        console.error(
+            f"nothing to retry: the last question of conversation {info.id} was never paid for "
+            f"(it failed with: {one_line(lost.error, 200) or 'no answer'}). Ask it again."
+        )
+        return EXIT_USAGE
+    resend = kept_resend(store, lost.payment)
+    if resend is None:
+        console.error(not_resendable(lost.payment))
+        return EXIT_REFUSED
+    question = next(
+        (m.content for m in reversed(messages) if m.role == "user" and m.id < lost.id), ""
+    )
+    request = AskRequest(
+        prompt=question,
+        model=str(resend.body.get("model") or lost.model),
+        max_tokens=int(resend.body.get("max_tokens") or settings.max_tokens),
+        system=info.system_prompt,
+    )
+    return _answer(args, console, settings, store, request, info.id, resend=resend)
 
 
 def _ask_and_answer(
@@ -66,21 +128,15 @@ def _ask_and_answer(
 ) -> int:
     """One question, answered, paid into the ledger and, unless --no-history, saved as it
     goes."""
-    stdin, stdout, stderr = console.stdin, console.stdout, console.stderr
     system = settings.system_prompt if args.system is None else args.system
     model = args.model or settings.model
     earlier: tuple[dict[str, str], ...] = ()
     conversation_id: int | None = None
     if args.continue_latest or args.cid is not None:
-        conversation_id = store.latest_conversation_id() if args.continue_latest else args.cid
-        info = store.conversation(conversation_id) if conversation_id is not None else None
+        info = _continued(args, console, store)
         if info is None:
-            console.error(
-                "no conversation to continue yet."
-                if args.continue_latest
-                else f"no conversation with id {args.cid} (`{PROG} history` lists them)."
-            )
             return EXIT_USAGE
+        conversation_id = info.id
         # Going on with a conversation keeps its model and system prompt unless told otherwise.
         model = args.model or info.model or model
         if args.system is None:
@@ -96,8 +152,25 @@ def _ask_and_answer(
         temperature=settings.temperature,
         earlier=earlier,
     )
+    return _answer(args, console, settings, store, request, conversation_id)
+
+
+def _answer(
+    args: argparse.Namespace,
+    console: Console,
+    settings: Settings,
+    store: Store,
+    request: AskRequest,
+    conversation_id: int | None,
+    *,
+    resend: Resend | None = None,
+) -> int:
+    """Ask `request` (or send `resend` again), stream the answer, and keep what happened."""
+    stdin, stdout, stderr = console.stdin, console.stdout, console.stderr
+    model = request.model
     with router_for(args, settings, console.env, stderr) as (base_url, account, networks, models):
-        if account is None:
+        if account is None and resend is None:
+            # A resend is signed already: it needs no key.
             console.error(no_wallet("ask"))
             return EXIT_USAGE
         cap, cap_setting = settings.max_per_request_usd, "max_per_request_usd"
@@ -116,9 +189,12 @@ def _ask_and_answer(
         journal = None
         if not args.no_history:
             journal = TurnJournal(
-                store, conversation_id=conversation_id, model=model, system_prompt=system
+                store, conversation_id=conversation_id, model=model, system_prompt=request.system
             )
-            conversation_id = journal.begin(prompt)  # committed before any network I/O
+            if resend is not None:
+                journal.resume(resend.message_id)
+            else:
+                conversation_id = journal.begin(request.prompt)  # before any network I/O
 
         async def confirm(quote: Quote) -> bool:
             if args.yes or quote.amount_usd <= settings.confirm_above_usd:
@@ -158,6 +234,7 @@ def _ask_and_answer(
                     journal=journal,
                     confirm=confirm,
                     raw=args.raw,
+                    resend=resend,
                 )
 
         try:
@@ -181,6 +258,11 @@ def _ask_and_answer(
             if journal is not None:
                 _save_failure(journal, exc, record, message)
             console.error(message)
+            if conversation_id is not None and not isinstance(
+                exc, KeyboardInterrupt | PaymentRejected
+            ):
+                # A lost answer (a refused payment is not offered: the refusal would repeat).
+                _say_resend(console, ledger, record.payment, conversation_id)
             return code
         except BaseException as exc:
             # Whatever else went wrong, the answer is not left `streaming`.
@@ -196,6 +278,22 @@ def _ask_and_answer(
             summary += f" · conversation {conversation_id}"
         print(summary, file=stderr, flush=True)
         return EXIT_OK
+
+
+def _say_resend(
+    console: Console, ledger: Ledger, payment: SignedPayment | None, conversation_id: int
+) -> None:
+    """When the lost answer's payment can be sent again, how (one line on stderr)."""
+    resend = ledger.resend_of(payment)
+    if resend is None:
+        return
+    until = time.strftime("%H:%M:%S", time.localtime(resend.payment.valid_before))
+    print(
+        f"To ask for it again with the same payment (it cannot be charged twice), until "
+        f"{until}: {PROG} ask --cid {conversation_id} --retry",
+        file=console.stderr,
+        flush=True,
+    )
 
 
 def _save_failure(

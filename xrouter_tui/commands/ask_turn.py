@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from xrouter_tui.api import ConfirmPayment, Delta, ModelInfo, Paid, Reasoning, RouterClient, Usage
 from xrouter_tui.charges import Charge
@@ -19,6 +19,7 @@ from xrouter_tui.safe_text import TerminalFilter, one_line
 if TYPE_CHECKING:
     from xrouter_tui.history.journal import TurnJournal
     from xrouter_tui.ledger import Ledger
+    from xrouter_tui.resends import Resend
 
 __all__ = [
     "AskRequest",
@@ -146,6 +147,7 @@ async def stream_answer(
     journal: TurnJournal | None = None,
     confirm: ConfirmPayment | None = None,
     raw: bool = False,
+    resend: Resend | None = None,
 ) -> None:
     """Pay, then write each delta to `out` as it comes; `record` keeps what happened, the
     `ledger` the payment, and `journal`, if given, writes the turn to the history as it goes.
@@ -153,28 +155,36 @@ async def stream_answer(
     What is written is the answer without escape sequences or control characters (a model can
     be steered into setting the window title or the clipboard), a lone carriage return kept
     only where `out` is no terminal; `raw` writes the text as it came. The history keeps it as
-    it came either way.
+    it came either way. With `resend`, a lost answer's request goes again with its own
+    payment instead of `request`'s messages.
     """
     # One filter for the whole answer: a sequence may be cut between two deltas.
     safe = None if raw else TerminalFilter(keep_cr=not out_is_terminal)
 
-    def signed(payment: SignedPayment) -> None:
+    def signed(payment: SignedPayment, body: Mapping[str, Any]) -> None:
         # Before the paid request goes out; a budget spent meanwhile stops it here, unsent.
         reply_id = journal.reply_id if journal is not None else None
-        ledger.signed(payment, message_id=reply_id, model=request.model)
+        ledger.signed(payment, body, message_id=reply_id, model=request.model)
         record.payment = payment
         progress.show(f"paying {format_usd(payment.amount_usd)} on {payment.network.label}…")
 
-    progress.show(f"asking {request.model}…")
-    events = client.stream_chat(
-        build_messages(request),
-        model=request.model,
-        max_tokens=request.max_tokens,
-        temperature=request.temperature,
-        budgets=ledger.budgets(),
-        confirm=confirm,
-        on_signed=signed,
-    )
+    if resend is not None:
+        # The lost answer's own request and payment, again: nothing is signed.
+        ledger.resending(resend)
+        record.payment = resend.payment
+        progress.show(f"asking {request.model} again, with the same payment…")
+        events = client.resend_chat(resend.body, resend.payment)
+    else:
+        progress.show(f"asking {request.model}…")
+        events = client.stream_chat(
+            build_messages(request),
+            model=request.model,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            budgets=ledger.budgets(),
+            confirm=confirm,
+            on_signed=signed,
+        )
     first_text_at: float | None = None
     async for event in events:
         if type(event) is Delta:

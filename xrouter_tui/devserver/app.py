@@ -171,15 +171,25 @@ class _Handlers:
         state.count("paid_requests")
         if "stall-first-byte" in faults:
             await asyncio.sleep(config.stall_seconds)
-        check = verify_payment(header, offer, nonce_used=state.nonce_used)
+        check = verify_payment(
+            header,
+            offer,
+            # An answer paid and never delivered may be asked for again with the same header.
+            nonce_used=lambda payer, nonce: (
+                state.nonce_used(payer, nonce) and not state.owes_answer(payer, nonce, header)
+            ),
+        )
         payment_id = payment_identifier(header)
         if check.ok and "payment-id-required" in faults and payment_id is None:
             check = PaymentCheck("payment_identifier_required")
         if check.ok and "reject-payment" in faults:
             check = PaymentCheck(config.reject_reason)
         # Checked again under the lock: two requests racing with one nonce must not both pass.
+        resent = False
         if check.ok and not state.claim_nonce(check.payer or "", check.nonce or ""):
-            check = PaymentCheck(NONCE_ALREADY_USED)
+            resent = state.owes_answer(check.payer or "", check.nonce or "", header)
+            if not resent:
+                check = PaymentCheck(NONCE_ALREADY_USED)
         if not check.ok:
             state.record_rejection(check.error or "")
             return x402.challenge(offer, resource, about, error=check.error)
@@ -209,7 +219,15 @@ class _Handlers:
             messages=tuple(chat.messages),
             payment_id=payment_id,
         )
-        state.record_payment(payment)
+        # A resend is the same payment: it is in `payments` once.
+        state.record_payment(payment, resent=resent)
+        if not resent:
+            state.owe_answer(check.payer, check.nonce, header)
+        payer, nonce = check.payer, check.nonce
+
+        def delivered() -> None:
+            state.delivered(payer, nonce)
+
         if "paid-http-error" in faults:
             return JSONResponse({"error": "Internal error while generating the reply"}, 500)
 
@@ -238,7 +256,8 @@ class _Handlers:
             return padded_response(document, config.huge_bytes, whole=False, headers=headers)
         if chat.stream and "ignore-stream" not in faults:
             chunks = frame(stream_events(answer, config, faults), faults)
-            return EventStream(chunks, headers, state)
+            return EventStream(chunks, headers, state, delivered=delivered)
+        delivered()
         return JSONResponse(
             answer.completion(top_level="top-level-content" in faults), headers=headers
         )

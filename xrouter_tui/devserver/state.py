@@ -186,6 +186,12 @@ class DevServerState:
     disconnects: int = 0
     dropped_streams: int = 0
     used_nonces: set[tuple[str, str]] = field(default_factory=set)
+    # Paid requests sent again with their own payment, and answered (see `owes_answer`): the
+    # payment as the resend carried it (in `payments` once, from the first request).
+    resends: list[AcceptedPayment] = field(default_factory=list)
+    # (payer, nonce) of accepted payments whose answer was not delivered whole, with the
+    # header that paid: the identical header again gets the answer, not a replay refusal.
+    owed_answers: dict[tuple[str, str], str] = field(default_factory=dict)
     open_streams: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -207,9 +213,27 @@ class DevServerState:
             self.used_nonces.add(key)
             return True
 
-    def record_payment(self, payment: AcceptedPayment) -> None:
+    def owe_answer(self, payer: str, nonce: str, header: str) -> None:
+        """An accepted payment's answer is on its way; until `delivered`, the same header may
+        ask for it again."""
         with self._lock:
-            self.payments.append(payment)
+            self.owed_answers[(payer.lower(), nonce.lower())] = header
+
+    def delivered(self, payer: str, nonce: str) -> None:
+        """The answer paid by (payer, nonce) went out whole."""
+        with self._lock:
+            self.owed_answers.pop((payer.lower(), nonce.lower()), None)
+
+    def owes_answer(self, payer: str, nonce: str, header: str) -> bool:
+        """True when (payer, nonce) paid for an answer that never arrived and `header` is the
+        very one that paid: a resend, which X-Router's idempotent payments answer (its nonce
+        can be charged once only)."""
+        with self._lock:
+            return self.owed_answers.get((payer.lower(), nonce.lower())) == header
+
+    def record_payment(self, payment: AcceptedPayment, *, resent: bool = False) -> None:
+        with self._lock:
+            (self.resends if resent else self.payments).append(payment)
 
     def record_rejection(self, code: str) -> None:
         with self._lock:

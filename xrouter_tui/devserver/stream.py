@@ -9,7 +9,7 @@ import asyncio
 import json
 import secrets
 import time
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +223,8 @@ class EventStream(WatchedStream):
         chunks: AsyncGenerator[bytes, None],
         headers: Mapping[str, str],
         state: DevServerState,
+        *,
+        delivered: Callable[[], None] | None = None,
     ) -> None:
         super().__init__(
             chunks,
@@ -230,6 +232,8 @@ class EventStream(WatchedStream):
             on_end=self._count,
         )
         self._state = state
+        # Told when the stream went out to its end: the answer was delivered.
+        self._delivered = delivered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._state.count("open_streams")
@@ -244,6 +248,8 @@ class EventStream(WatchedStream):
     def _count(self, how: str) -> None:
         if how == COMPLETED:
             self._state.count("completed_streams")
+            if self._delivered is not None:
+                self._delivered()
         elif how == LEFT:
             self._state.count("disconnects")
 

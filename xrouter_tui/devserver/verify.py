@@ -18,6 +18,7 @@ from eth_utils import to_checksum_address
 
 from xrouter_tui import safe_json
 from xrouter_tui.payments.networks import Network
+from xrouter_tui.payments.reasons import NONCE_ALREADY_USED
 
 __all__ = [
     "INVALID_NETWORK",
@@ -44,7 +45,6 @@ VALUE_MISMATCH = "invalid_exact_evm_payload_authorization_value_mismatch"
 VALID_BEFORE = "invalid_exact_evm_payload_authorization_valid_before"
 VALID_AFTER = "invalid_exact_evm_payload_authorization_valid_after"
 SIGNATURE_INVALID = "invalid_exact_evm_payload_signature"
-NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
 
 # Facilitators want time left to settle: an authorization expiring within seconds is refused.
 MIN_SECONDS_LEFT = 6

@@ -80,6 +80,13 @@ class TurnJournal:
         self._last_save = time.monotonic()
         return self.conversation_id
 
+    def resume(self, reply_id: int) -> None:
+        """Take up a lost answer again (its request is being resent): it is `streaming` anew,
+        empty, until `finish`."""
+        self.store.reopen_answer(reply_id)
+        self.reply_id = reply_id
+        self._last_save = time.monotonic()
+
     def delta(self, text: str) -> None:
         """A piece of the answer; the text is saved when a second has passed since the last
         save (time-based: a fast stream must not cost a write per piece)."""

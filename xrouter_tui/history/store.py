@@ -26,6 +26,7 @@ __all__ = [
     "SPENT",
     "ConversationInfo",
     "PaymentRecord",
+    "ResendRecord",
     "Store",
     "StoreError",
     "StoredMessage",
@@ -175,6 +176,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX payments_by_message ON payments (message_id)",
         "CREATE INDEX payments_by_time ON payments (created)",
     ),
+    # 3: what it takes to send a paid request again with its own payment (the identical signed
+    # header and body: its nonce can be charged once at most). Kept only while a resend could
+    # help: the authorization still valid, not settled, its answer not arrived (see `Store`).
+    (
+        """CREATE TABLE resends (
+            payment_id INTEGER PRIMARY KEY REFERENCES payments (id) ON DELETE CASCADE,
+            x402_version INTEGER NOT NULL,
+            header_name TEXT NOT NULL,
+            header_value TEXT NOT NULL,
+            valid_after INTEGER NOT NULL,
+            signature TEXT NOT NULL,
+            payment_ident TEXT,
+            body TEXT NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -199,6 +215,20 @@ class PaymentRecord:
     payer: str
     nonce: str
     valid_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResendRecord:
+    """What sending a paid request again with the same payment takes: the signed header as it
+    was sent, the rest of the signed authorization, and the request body exactly (JSON)."""
+
+    x402_version: int
+    header_name: str
+    header_value: str
+    valid_after: int
+    signature: str
+    payment_ident: str | None
+    body: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,6 +366,7 @@ class Store:
             connection.execute("PRAGMA synchronous = NORMAL")
             store._migrate()
             store._mark_interrupted()
+            store._forget_resends()
         except StoreError:
             connection.close()
             raise
@@ -394,6 +425,18 @@ class Store:
                     "WHERE message_id = ? AND status = 'signed'",
                     (id_,),
                 )
+
+    def _forget_resends(self) -> None:
+        """Wipe the signed headers no resend can use any more: past their validBefore, never
+        sent, or their answer arrived."""
+        with self._write():
+            self._db.execute(
+                "DELETE FROM resends WHERE payment_id IN (SELECT p.id FROM payments AS p "
+                "LEFT JOIN messages AS m ON m.id = p.message_id "
+                f"WHERE p.valid_before <= ? OR p.status = '{_NO_RESEND}' "
+                "OR m.status IS NULL OR m.status = 'complete')",
+                (int(time.time()),),
+            )
 
     def _writer_alive(self, message_id: int, pid: int | None) -> bool:
         if pid is None:
@@ -470,6 +513,18 @@ class Store:
             self._streaming.add(message_id)
         return message_id
 
+    def reopen_answer(self, message_id: int) -> None:
+        """Make a lost answer `streaming` again, empty, for this process: its request is being
+        sent again (with its own payment), and its text comes anew."""
+        with self.transaction():
+            self._db.execute(
+                "UPDATE messages SET status = 'streaming', content = '', error = '', "
+                f"writer_pid = ?, updated = {_NOW} WHERE id = ?",
+                (os.getpid(), message_id),
+            )
+        _LIVE.add((str(self.path), message_id))
+        self._streaming.add(message_id)
+
     def update_message_text(self, message_id: int, text: str) -> None:
         """Save the text of an answer as it grows (call it about once a second, not per
         piece: each call rewrites the whole text and its search index)."""
@@ -500,6 +555,13 @@ class Store:
                 f"updated = {_NOW} WHERE id = ?",
                 (status, text, prompt_tokens, completion_tokens, error, message_id),
             )
+            if status == "complete":
+                # The answer came: its payment's header is of no more use.
+                self._db.execute(
+                    "DELETE FROM resends WHERE payment_id IN "
+                    "(SELECT id FROM payments WHERE message_id = ?)",
+                    (message_id,),
+                )
             self._db.execute(
                 f"UPDATE conversations SET updated = {_NOW}, seq = {_NEXT_SEQ} WHERE id = "
                 "(SELECT conversation_id FROM messages WHERE id = ?)",
@@ -509,10 +571,17 @@ class Store:
         self._streaming.discard(message_id)
 
     def record_payment(
-        self, message_id: int | None, payment: PaymentRecord, *, model: str = ""
+        self,
+        message_id: int | None,
+        payment: PaymentRecord,
+        *,
+        model: str = "",
+        resend: ResendRecord | None = None,
     ) -> int:
         """Record a payment just signed (status `signed`), for an answer or for none; call it
-        before the paid request is sent, so that a crash cannot hide a possible charge."""
+        before the paid request is sent, so that a crash cannot hide a possible charge. With
+        `resend` (an answer's payment only), what it takes to send the request again with it
+        is kept until a resend can no longer help."""
         with self.transaction():
             cursor = self._db.execute(
                 "INSERT INTO payments (message_id, model, network, asset, amount, decimals, "
@@ -531,7 +600,38 @@ class Store:
                     payment.valid_before,
                 ),
             )
+            if resend is not None and message_id is not None:
+                self._db.execute(
+                    "INSERT INTO resends (payment_id, x402_version, header_name, header_value, "
+                    "valid_after, signature, payment_ident, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        cursor.lastrowid,
+                        resend.x402_version,
+                        resend.header_name,
+                        resend.header_value,
+                        resend.valid_after,
+                        resend.signature,
+                        resend.payment_ident,
+                        resend.body,
+                    ),
+                )
         return _rowid(cursor)
+
+    def resend(self, payment_id: int, *, now: float | None = None) -> ResendRecord | None:
+        """What it takes to send the payment's request again, while that can still help: None
+        once its validBefore has passed (at `now`), or when it was never kept or is wiped."""
+        rows = self._read(
+            "SELECT r.x402_version, r.header_name, r.header_value, r.valid_after, r.signature, "
+            "r.payment_ident, r.body FROM resends AS r JOIN payments AS p ON p.id = r.payment_id "
+            "WHERE r.payment_id = ? AND p.valid_before > ?",
+            (payment_id, time.time() if now is None else now),
+        )
+        return ResendRecord(*rows[0]) if rows else None
+
+    def forget_resend(self, payment_id: int) -> None:
+        """Wipe the payment's kept header and body: no resend will use them."""
+        with self.transaction():
+            self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
 
     def update_payment(
         self, payment_id: int, status: str, *, tx: str | None = None, reason: str = ""
@@ -545,6 +645,8 @@ class Store:
                 f"updated = {_NOW} WHERE id = ?",
                 (status, tx, reason, payment_id),
             )
+            if status == _NO_RESEND:
+                self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
 
     def rename(self, conversation_id: int, title: str) -> bool:
         """Give a conversation a new title; False when there is no such conversation."""
@@ -567,6 +669,12 @@ class Store:
         """Delete a conversation with its messages; its payments stay in the ledger. False when
         there is none."""
         with self.transaction():
+            # Its questions are gone, so are the signed headers kept to ask them again.
+            self._db.execute(
+                "DELETE FROM resends WHERE payment_id IN (SELECT p.id FROM payments AS p "
+                "JOIN messages AS m ON m.id = p.message_id WHERE m.conversation_id = ?)",
+                (conversation_id,),
+            )
             cursor = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
         return cursor.rowcount > 0
 
@@ -688,6 +796,11 @@ class Store:
 
 
 _RESENT = ("complete", "stopped")
+# The payments whose signed header is wiped: those that never left (they are not counted, so they
+# must not be sent later either). A settled one is kept while its answer is lost: a router that
+# knows the payment (x402's payment-identifier) may send the answer again for it, and one that
+# does not refuses it as used, which charges nothing more.
+_NO_RESEND = "rejected"
 
 _CONVERSATION_SELECT = (
     "SELECT c.id, c.title, c.model, c.system_prompt, c.created, c.updated, "

@@ -7,7 +7,17 @@ from decimal import Decimal
 
 from xrouter_tui.payments.networks import Network, format_usd
 
-__all__ = ["PROVES_NOT_CHARGED", "REJECTION_CODES", "explain_rejection", "short_address"]
+__all__ = [
+    "NONCE_ALREADY_USED",
+    "PROVES_NOT_CHARGED",
+    "REJECTION_CODES",
+    "explain_rejection",
+    "short_address",
+]
+
+# An authorization whose nonce is used on chain: only its transfer uses a nonce, so it was
+# charged. Said of a payment sent again as it was, it means the first request was charged.
+NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used"
 
 
 def short_address(address: str) -> str:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import IO, Any
@@ -363,8 +363,9 @@ class _Turn:
         self.ended = False
         setup.turns.add(self)
 
-    def signed(self, payment: SignedPayment) -> None:
+    def signed(self, payment: SignedPayment, body: Mapping[str, Any]) -> None:
         # Recorded before the paid request goes out; a budget spent meanwhile stops it here.
+        # Without its body: no resend by key is offered for another program's request.
         self.setup.ledger.signed(payment, message_id=self.journal.reply_id, model=self.chat.model)
         self.payment = payment
 

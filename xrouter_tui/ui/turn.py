@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from xrouter_tui.api import ConfirmPayment, Delta, Done, Paid, Reasoning, Usage
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from xrouter_tui.api import RouterClient
     from xrouter_tui.history.journal import TurnJournal
     from xrouter_tui.ledger import Ledger
+    from xrouter_tui.resends import Resend
 
 __all__ = ["AnswerSink", "TurnSettings", "TurnStats", "run_turn"]
 
@@ -80,8 +82,10 @@ async def run_turn(
     ledger: Ledger,
     journal: TurnJournal | None = None,
     confirm: ConfirmPayment | None = None,
+    resend: Resend | None = None,
 ) -> None:
     """Send the conversation so far, pay once, and grow `answer` as the reply streams in.
+    With `resend`, send a lost answer's request again with its own payment instead.
 
     `answer` may already be in `conversation`: without text it is not sent. On success it ends
     `COMPLETE`; on an error the caller marks it (it knows whether the user stopped it or
@@ -90,29 +94,36 @@ async def run_turn(
     second; the caller writes how it ended. `confirm` sees the router's quote before anything
     is signed.
     """
-    history = conversation.history()
     save = journal.delta if journal is not None else None
 
-    def signed(payment: SignedPayment) -> None:
+    def signed(payment: SignedPayment, request: Mapping[str, Any]) -> None:
         # Before the paid request goes out; a failure here (a budget spent meanwhile, a
         # history that cannot be written) stops the turn unsent.
         reply_id = journal.reply_id if journal is not None else None
-        ledger.signed(payment, message_id=reply_id, model=settings.model)
+        ledger.signed(payment, request, message_id=reply_id, model=settings.model)
         answer.payment = payment
         sink.paying(payment)
 
-    parts: list[str] = []
-    slice_start = time.monotonic()
-    try:
-        async for event in client.stream_chat(
-            history,
+    if resend is not None:
+        # The lost answer's own request and payment, again: nothing is signed.
+        ledger.resending(resend)
+        answer.payment = resend.payment
+        sink.paying(resend.payment)
+        events = client.resend_chat(resend.body, resend.payment)
+    else:
+        events = client.stream_chat(
+            conversation.history(),
             model=settings.model,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
             budgets=ledger.budgets(),
             confirm=confirm,
             on_signed=signed,
-        ):
+        )
+    parts: list[str] = []
+    slice_start = time.monotonic()
+    try:
+        async for event in events:
             if type(event) is Delta:
                 # The hot path: a few attribute writes and the sink's cheap `text`.
                 parts.append(event.text)
