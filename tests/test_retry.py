@@ -60,11 +60,18 @@ def test_a_lost_answer_comes_with_the_same_payment_and_is_paid_once(ask, router,
     assert messages[1].content.strip() == retried.stdout.strip()
 
 
-def test_the_payments_header_is_kept_only_while_a_resend_can_help(ask, router):
+def test_the_payments_header_is_kept_only_while_a_resend_can_help(ask, router, key):
     lose_an_answer(ask, router)
     with sqlite3.connect(history_path()) as db:
         assert db.execute("SELECT count(*) FROM resends").fetchone() == (1,)
     db.close()
+    # The signed header is there, the key it was signed with is not (in any form).
+    secret = key[0].lower()
+    for path in history_path().parent.iterdir():
+        on_disk = path.read_bytes()
+        assert secret.encode() not in on_disk.lower()
+        assert bytes.fromhex(secret) not in on_disk
+    assert history_path().stat().st_mode & 0o777 == 0o600
     assert ask("-c", "--retry").returncode == 0
     # The answer came: nothing of the signed header is left on disk.
     with sqlite3.connect(history_path()) as db:

@@ -489,6 +489,13 @@ class ChatApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
+        if chat.can_retry:
+            yield SystemCommand(
+                "Retry with the same payment",
+                "Ask again for the lost answer with the payment signed for it (ctrl+r): it "
+                "cannot be charged twice",
+                chat.action_retry,
+            )
         yield SystemCommand(
             "Conversations",
             "Open, rename, delete or search the saved conversations",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import on, work
@@ -15,13 +16,15 @@ from textual.timer import Timer
 from textual.widgets import Footer
 from textual.worker import Worker
 
-from xrouter_tui.api import ModelInfo, PaymentDeclined, RouterError, payment_note
+from xrouter_tui.api import ModelInfo, PaymentDeclined, PaymentRejected, RouterError, payment_note
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
 from xrouter_tui.history.journal import TurnJournal
-from xrouter_tui.history.store import StoreError
+from xrouter_tui.history.store import StoredMessage, StoreError
 from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_usd
 from xrouter_tui.pricing import shorter_max_tokens
+from xrouter_tui.resends import MIN_SECONDS_LEFT as RESEND_MARGIN
+from xrouter_tui.resends import Resend, kept_resend, last_unanswered
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.messages import (
     ModelChanged,
@@ -32,7 +35,7 @@ from xrouter_tui.ui.messages import (
 )
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.turn import TurnSettings, TurnStats, run_turn
-from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, UserMessage
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, RetryHint, UserMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
 from xrouter_tui.wallet import key_source
@@ -62,6 +65,13 @@ class ChatScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "stop", "Stop", tooltip="Stop the answer being streamed"),
         Binding("ctrl+n", "new_chat", "New chat", tooltip="Start a new conversation"),
+        Binding(
+            "ctrl+r",
+            "retry",
+            "Retry same payment",
+            tooltip="Ask again for a lost answer with the payment already signed for it, while "
+            "it is valid: it cannot be charged twice",
+        ),
     ]
 
     app: ChatApp
@@ -74,6 +84,8 @@ class ChatScreen(Screen[None]):
         self._stats: TurnStats | None = None
         self._ticker: Timer | None = None
         self._estimate_timer: Timer | None = None
+        # The last turn, when its paid answer was lost and its payment can be sent again.
+        self._lost: _LostAnswer | None = None
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -114,6 +126,11 @@ class ChatScreen(Screen[None]):
         """True while an answer is on its way."""
         return any(worker.is_running for worker in self.workers if worker.group == "turn")
 
+    @property
+    def can_retry(self) -> bool:
+        """True when the last answer was lost and its payment can be sent again (ctrl+r)."""
+        return self._lost is not None and not self.streaming
+
     @on(Worker.StateChanged)
     def _turn_state_changed(self, event: Worker.StateChanged) -> None:
         # "Stop" is in the footer only while a turn runs.
@@ -121,9 +138,11 @@ class ChatScreen(Screen[None]):
             self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Shown in the footer only while there is an answer to stop.
+        # Shown in the footer only while there is an answer to stop, or a lost one to fetch.
         if action == "stop":
             return self.streaming
+        if action == "retry":
+            return self.can_retry
         return True
 
     # -- the price of the prompt as typed -------------------------------------------------
@@ -165,6 +184,7 @@ class ChatScreen(Screen[None]):
             prompt.restore(text)
             self.notify("An answer is still streaming: Esc stops it.", severity="warning")
             return
+        self._forget_lost()
         model = self.app.model
         question = self.conversation.add(ChatMessage("user", text))
         answer = self.conversation.add(
@@ -227,6 +247,7 @@ class ChatScreen(Screen[None]):
         view: AnswerMessage,
         journal: TurnJournal | None,
         max_tokens: int,
+        resend: Resend | None = None,
     ) -> None:
         status = self.query_one(StatusBar)
         stats = self._stats = TurnStats()
@@ -262,6 +283,7 @@ class ChatScreen(Screen[None]):
                 self.app.ledger,
                 journal,
                 confirm,
+                resend,
             )
         except asyncio.CancelledError as exc:
             answer.status = MessageStatus.STOPPED
@@ -292,6 +314,9 @@ class ChatScreen(Screen[None]):
             self.query_one(PromptInput).restore(question.content)
             status.state = ChatState.IDLE if declined else ChatState.ERROR
             self.post_message(ResponseFailed(question.content, message, answer))
+            if not isinstance(exc, PaymentRejected | PaymentRefused | StoreError):
+                # A lost answer: its payment may be sent again, as it is.
+                await self._offer_resend(question, answer, view)
             if shorter is not None:
                 self._offer_shorter(question.content, shorter, max_tokens)
             elif not declined:
@@ -363,6 +388,103 @@ class ChatScreen(Screen[None]):
             answered,
         )
 
+    # -- a lost answer, asked for again with its own payment ----------------------------
+
+    async def _offer_resend(
+        self, question: ChatMessage, answer: ChatMessage, view: AnswerMessage
+    ) -> None:
+        """Under a lost answer whose payment can be sent again: ctrl+r, and how long."""
+        resend = self.app.ledger.resend_of(answer.payment)
+        if resend is None:
+            return
+        self._lost = _LostAnswer(resend, question, answer, view)
+        await view.mount(RetryHint(resend.payment.valid_before))
+        self.refresh_bindings()
+
+    @on(RetryHint.Expired)
+    def _resend_expired(self) -> None:
+        self._forget_lost()
+
+    def _forget_lost(self) -> None:
+        if self._lost is not None:
+            self._lost = None
+            self.refresh_bindings()
+
+    async def action_retry(self) -> None:
+        """Ask again for the lost answer, with the payment signed for it: the same request and
+        the same signed header, so it is charged once at most. Nothing new is signed."""
+        lost = self._lost
+        if lost is None or self.streaming:
+            return
+        self._lost = None
+        self.refresh_bindings()
+        if lost.resend.seconds_left() < RESEND_MARGIN:
+            self.notify("Its payment has expired: asking again is a new payment.")
+            return
+        prompt = self.query_one(PromptInput)
+        if prompt.text == lost.question.content:
+            prompt.clear()  # it was put back there when the answer failed
+        lost.question.status = MessageStatus.COMPLETE
+        answer = lost.answer
+        answer.status = MessageStatus.STREAMING
+        answer.content, answer.error = "", ""
+        answer.accepted, answer.receipt, answer.usage = False, None, None
+        # A fresh answer in place of the failed one (its error and hint go with it).
+        log = self.query_one(ChatLog)
+        view = AnswerMessage(answer.model)
+        await log.mount(view, after=lost.view)
+        await lost.view.remove()
+        log.follow()
+        journal = self._resume_journal(lost.resend.message_id, answer.model)
+        self.query_one(StatusBar).estimate = None
+        self.post_message(ResponseStarted(answer.model))
+        max_tokens = lost.resend.body.get("max_tokens")
+        self._stream(
+            lost.question,
+            answer,
+            view,
+            journal,
+            max_tokens if isinstance(max_tokens, int) else self.app.max_tokens,
+            lost.resend,
+        )
+
+    def _resume_journal(self, message_id: int, model: str) -> TurnJournal | None:
+        """The lost answer's row, `streaming` again for the resend; None without a history."""
+        store = self.app.store
+        if store is None:
+            return None
+        journal = TurnJournal(
+            store,
+            conversation_id=self.conversation_id,
+            model=model,
+            system_prompt=self.conversation.system_prompt,
+        )
+        try:
+            journal.resume(message_id)
+        except StoreError as exc:
+            self.app.history_failed(exc)
+            return None
+        return journal
+
+    async def _offer_resend_of_saved(self, messages: Sequence[StoredMessage]) -> None:
+        """A reopened conversation whose last answer was lost, its payment still valid: the
+        same ctrl+r as right after the loss."""
+        store = self.app.store
+        lost = last_unanswered(messages)
+        if store is None or lost is None or lost.payment is None:
+            return
+        resend = kept_resend(store, lost.payment)
+        answers = [m for m in self.conversation.messages if m.role == "assistant"]
+        questions = [m for m in self.conversation.messages if m.role == "user"]
+        views = self.query_one(ChatLog).query(AnswerMessage)
+        if resend is None or not answers or not questions or not views:
+            return
+        answer = answers[-1]
+        answer.payment = resend.payment
+        self._lost = _LostAnswer(resend, questions[-1], answer, views.last())
+        await views.last().mount(RetryHint(resend.payment.valid_before))
+        self.refresh_bindings()
+
     # -- actions -------------------------------------------------------------------------
 
     def action_stop(self) -> None:
@@ -372,6 +494,7 @@ class ChatScreen(Screen[None]):
     async def action_new_chat(self) -> None:
         """Start over with an empty conversation (the model stays)."""
         self.action_stop()
+        self._forget_lost()
         self.conversation = Conversation(system_prompt=self.app.settings.system_prompt)
         # Its row in the history is made with its first question.
         self.conversation_id = None
@@ -393,9 +516,11 @@ class ChatScreen(Screen[None]):
         if info is None:
             return False
         self.action_stop()
+        self._forget_lost()
         self.conversation = conversation_from_store(info, messages)
         self.conversation_id = info.id
         await self.query_one(ChatLog).show_history(shown_messages(messages, self.app.models))
+        await self._offer_resend_of_saved(messages)
         if info.model and info.model != self.app.model:
             # Going on with a conversation keeps its model, as `ask --continue` does.
             self.app.model = info.model
@@ -411,6 +536,16 @@ class ChatScreen(Screen[None]):
         status.last_charge = None
         status.session_spend = self.app.ledger.session_usd()
         self.query_one(PromptInput).focus()
+
+
+@dataclass(frozen=True, slots=True)
+class _LostAnswer:
+    """A turn whose paid answer was lost, and what sending it again takes."""
+
+    resend: Resend
+    question: ChatMessage
+    answer: ChatMessage
+    view: AnswerMessage
 
 
 class _ViewSink:

@@ -8,6 +8,7 @@ the history keep it as it was received.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -20,6 +21,8 @@ from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
+from xrouter_tui.resends import MIN_SECONDS_LEFT as RESEND_MARGIN
+from xrouter_tui.resends import time_left
 from xrouter_tui.safe_text import TerminalFilter, one_line, terminal_text
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "AnswerMessage",
     "ChatLog",
     "ErrorBlock",
+    "RetryHint",
     "ShownMessage",
     "UserMessage",
 ]
@@ -136,6 +140,37 @@ class ErrorBlock(Static):
     def __init__(self, text: str, *, neutral: bool = False) -> None:
         super().__init__(terminal_text(text), markup=False, classes="-neutral" if neutral else "")
         self.border_title = "Not sent" if neutral else "Error"
+
+
+class RetryHint(Static):
+    """Under a lost answer: the key that asks for it again with the same payment, and how long
+    that payment stays valid (counted down; when it expires, it says so)."""
+
+    def __init__(self, valid_before: int) -> None:
+        super().__init__("", markup=False)
+        self.valid_before = valid_before
+        self.expired = False
+
+    def on_mount(self) -> None:
+        self._tick()
+        self.set_interval(1.0, self._tick)
+
+    def _tick(self) -> None:
+        left = self.valid_before - time.time()
+        if left >= RESEND_MARGIN:
+            self.update(
+                f"ctrl+r  retry with the same payment (valid {time_left(left)}): it cannot be "
+                "charged twice"
+            )
+            return
+        until = time.strftime("%H:%M:%S", time.localtime(self.valid_before))
+        self.update(f"The payment expired at {until}: asking again is a new payment.")
+        if not self.expired:
+            self.expired = True
+            self.post_message(self.Expired())
+
+    class Expired(Message):
+        """The payment can no longer be sent again."""
 
 
 class AnswerFooter(Static):
