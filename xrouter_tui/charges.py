@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from xrouter_tui.api import ModelInfo, Usage
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
+from xrouter_tui.payments.networks import atomic_to_usd
 from xrouter_tui.pricing import tokens_cost_usd
 from xrouter_tui.safe_text import one_line, shown_tx
 
@@ -32,6 +33,9 @@ class Charge:
     # The receipt says the payment failed: the authorization may still settle (until it
     # expires), so the line says it was signed, not that it was charged.
     uncertain: bool = False
+    # The amount the receipt names, when it names one other than what was signed: the router's
+    # word (an `exact` transfer moves what was signed), shown beside it.
+    receipt_usd: Decimal | None = None
 
     @classmethod
     def of(
@@ -50,7 +54,22 @@ class Charge:
             note = f"receipt says failed ({reason})"
         tx = receipt.transaction if receipt is not None and receipt.success else None
         uncertain = receipt is not None and not receipt.success
-        return cls(payment.amount_usd, payment.network.label, tx, note, usage, model, uncertain)
+        said = receipt.amount if receipt is not None else None
+        receipt_usd = (
+            atomic_to_usd(said, payment.network.usdc.decimals)
+            if said is not None and said != payment.amount
+            else None
+        )
+        return cls(
+            payment.amount_usd,
+            payment.network.label,
+            tx,
+            note,
+            usage,
+            model,
+            uncertain,
+            receipt_usd,
+        )
 
     @property
     def tokens_usd(self) -> Decimal | None:
@@ -71,6 +90,8 @@ class Charge:
             parts = [f"{amount} signed, outcome unknown"]
         else:
             parts = [f"charged {amount} upfront"]
+        if self.receipt_usd is not None:
+            parts.append(f"receipt says {format_usd(self.receipt_usd)}")
         cost, refund = self.tokens_usd, self.refund_usd
         if cost is not None and refund is not None and not self.uncertain:
             parts.append(f"tokens cost {format_usd(cost)}")

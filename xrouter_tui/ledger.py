@@ -312,7 +312,11 @@ class Ledger:
         if receipt is None:
             self._update(payment, "sent", reason="no receipt")
         elif receipt.success:
-            self._update(payment, "settled", tx=receipt.transaction)
+            # The router's figure, kept as said if it fits a column (a hostile one may not).
+            amount = receipt.amount
+            if amount is not None and not 0 <= amount < 2**63:
+                amount = None
+            self._update(payment, "settled", tx=receipt.transaction, receipt_amount=amount)
         else:
             # The router's word: the signed authorization is in its hands, and it can settle
             # until it expires (see payments/reasons.py). It counts until then.
@@ -350,7 +354,13 @@ class Ledger:
             self._update(payment, "unknown", reason=reason)
 
     def _update(
-        self, payment: SignedPayment, status: str, *, tx: str | None = None, reason: str = ""
+        self,
+        payment: SignedPayment,
+        status: str,
+        *,
+        tx: str | None = None,
+        reason: str = "",
+        receipt_amount: int | None = None,
     ) -> None:
         entry = self._session.get(payment.nonce)
         if entry is None:
@@ -360,7 +370,9 @@ class Ledger:
             return
         # On a busy database the row keeps its last status, with payer and nonce to reconcile.
         with suppress(StoreError):
-            self.store.update_payment(entry.payment_id, status, tx=tx, reason=reason)
+            self.store.update_payment(
+                entry.payment_id, status, tx=tx, reason=reason, receipt_amount=receipt_amount
+            )
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -190,6 +190,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             payment_ident TEXT,
             body TEXT NOT NULL
         )""",
+        # The amount the router's receipt (PAYMENT-RESPONSE) names, when it names one: its
+        # word, kept beside the signed amount (which is what an `exact` transfer moves).
+        "ALTER TABLE payments ADD COLUMN receipt_amount INTEGER",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -252,11 +255,20 @@ class StoredPayment:
     # When it was signed: UTC, ISO 8601 (`2026-11-25T09:14:03.512Z`).
     created: str = ""
     conversation_id: int | None = None
+    # What the router's receipt says was settled, in atomic units, when it said.
+    receipt_amount: int | None = None
 
     @property
     def amount_usd(self) -> Decimal:
         """The amount in dollars (USDC), exactly."""
         return Decimal(self.amount).scaleb(-self.decimals)
+
+    @property
+    def receipt_amount_usd(self) -> Decimal | None:
+        """The receipt's amount in dollars, when it named one."""
+        if self.receipt_amount is None:
+            return None
+        return Decimal(self.receipt_amount).scaleb(-self.decimals)
 
     @property
     def taken(self) -> bool:
@@ -634,16 +646,22 @@ class Store:
             self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
 
     def update_payment(
-        self, payment_id: int, status: str, *, tx: str | None = None, reason: str = ""
+        self,
+        payment_id: int,
+        status: str,
+        *,
+        tx: str | None = None,
+        reason: str = "",
+        receipt_amount: int | None = None,
     ) -> None:
-        """What became of a payment: sent, settled (with its transaction), rejected or unknown
-        (with the reason)."""
+        """What became of a payment: sent, settled (with its transaction and the receipt's
+        amount), rejected or unknown (with the reason)."""
         _check_status(status, PAYMENT_STATUSES)
         with self.transaction():
             self._db.execute(
                 "UPDATE payments SET status = ?, tx = coalesce(?, tx), reason = ?, "
-                f"updated = {_NOW} WHERE id = ?",
-                (status, tx, reason, payment_id),
+                f"receipt_amount = coalesce(?, receipt_amount), updated = {_NOW} WHERE id = ?",
+                (status, tx, reason, receipt_amount, payment_id),
             )
             if status == _NO_RESEND:
                 self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
@@ -754,7 +772,8 @@ class Store:
         rows = self._read(
             "SELECT p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, "
             "p.payer, p.nonce, p.valid_before, p.status, p.tx, p.reason, "
-            "coalesce(nullif(p.model, ''), m.model, ''), p.created, m.conversation_id "
+            "coalesce(nullif(p.model, ''), m.model, ''), p.created, m.conversation_id, "
+            "p.receipt_amount "
             "FROM payments AS p LEFT JOIN messages AS m ON m.id = p.message_id "
             + (f"WHERE {' AND '.join(where)} " if where else "")
             + "ORDER BY p.id DESC",
