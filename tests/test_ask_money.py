@@ -103,7 +103,7 @@ def test_a_daily_budget_holds_across_processes(ask, router, isolated_environment
     assert refused.returncode == 3
     line = one_line(refused)
     assert format_usd(second_price) in line  # what the router asks
-    assert "$0.025" in line  # the limit
+    assert "$0.025000" in line  # the limit
     assert format_usd(first_price) in line  # what is spent already
     assert "daily_budget_usd" in line and "Nothing was signed" in line
     # The second process signed nothing: the router saw one paid request in all.
@@ -210,7 +210,7 @@ def test_the_per_request_cap_refuses_and_its_hint_fits(ask, router, isolated_env
     refused = ask("--max-tokens", "20000", "hi")
     assert refused.returncode == 3
     line = one_line(refused)
-    assert "max_per_request_usd" in line and "$0.05" in line
+    assert "max_per_request_usd" in line and "$0.050000" in line
     assert format_usd(listed_price("hi", 20000)) in line
     hint = re.search(r"--max-tokens (\d+) \(now 20000\)", line)
     assert hint, line
@@ -231,7 +231,7 @@ def test_max_price_tightens_the_cap_and_names_itself(ask, router, isolated_envir
     tighter = ask("--max-price", "0.01", "hi")
     assert tighter.returncode == 3
     line = one_line(tighter)
-    assert "--max-price" in line and "$0.01" in line and "max_per_request_usd" not in line
+    assert "--max-price" in line and "$0.010000" in line and "max_per_request_usd" not in line
     assert re.search(r"--max-tokens \d+ \(now 1024\)", line)
     # A looser --max-price does not loosen the cap from the settings.
     looser = ask("--max-price", "0.40", "--max-tokens", "20000", "hi")

@@ -36,7 +36,7 @@ def conversation(count: int) -> list[ShownMessage]:
                     "assistant",
                     f"## Answer number {index}\n\nSome **text** and a list:\n\n- one\n- two\n",
                     model="m",
-                    footer=f"12 in / 34 out tokens · paid $0.01 · answer {index}",
+                    footer=f"12 in / 34 out tokens · paid $0.010000 · answer {index}",
                 )
             )
     return messages

@@ -159,7 +159,7 @@ def test_a_price_over_max_price_exits_3_and_signs_nothing(router, key):
         env_extra={"XROUTER_PRIVATE_KEY": secret},
     )
     assert result.returncode == 3
-    assert "--max-price" in result.stderr and "$0.0001" in result.stderr
+    assert "--max-price" in result.stderr and "$0.000100" in result.stderr
     assert router.state.paid_requests == 0
     assert_clean(result, secret)
 

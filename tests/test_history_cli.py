@@ -8,12 +8,17 @@ import signal
 import sqlite3
 import subprocess
 import time
+from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from tests import test_cli
 from tests.test_cli import PROGRAM, assert_clean, run
+from xrouter_tui.commands.history_table import history_json, history_table
+from xrouter_tui.history.export import export_json, export_markdown
+from xrouter_tui.history.store import ConversationInfo
 
 # test_cli's fixtures: a fresh wallet key, and the local router on Base (by name).
 key = test_cli.key
@@ -61,7 +66,8 @@ def test_ask_saves_the_question_the_answer_and_the_payment(ask, router, key):
     assert listed["id"] == 1 and listed["title"] == "What is x402?" and listed["messages"] == 2
     assert listed["model"] == "anthropic/claude-3.5-sonnet"
     accepted = router.state.payments[0]
-    assert listed["spent_usd"] == str(accepted.amount / 10**6)
+    # Six decimals, as USDC counts: the JSON carries the text people read.
+    assert listed["spent_usd"] == f"{accepted.amount // 10**6}.{accepted.amount % 10**6:06d}"
 
     document = exported(1)
     assert document["id"] == 1 and document["title"] == "What is x402?"
@@ -81,7 +87,7 @@ def test_ask_saves_the_question_the_answer_and_the_payment(ask, router, key):
     assert answer["prompt_tokens"] > 0 and answer["completion_tokens"] > 0
     payment = answer["payment"]
     assert payment["tx"] == accepted.transaction and payment["network"] == "base"
-    assert payment["amount_usd"] == str(accepted.amount / 10**6)
+    assert payment["amount_usd"] == listed["spent_usd"]
     assert payment["status"] == "settled" and payment["payer"] == key[1]
     assert payment["nonce"] == accepted.nonce
 
@@ -172,7 +178,7 @@ def test_export_markdown_has_a_front_matter_and_every_message(ask, router):
     assert 'model: "anthropic/claude-3.5-sonnet"' in front
     assert "prompt_tokens: " in front and "completion_tokens: " in front
     total = sum(p.amount for p in router.state.payments)
-    assert f'cost_usd: "{total / 10**6}"' in front
+    assert f'cost_usd: "{total // 10**6}.{total % 10**6:06d}"' in front
     for payment in router.state.payments:
         assert f'  - "{payment.transaction}"' in front
     assert body.index("first question") < body.index("second question")
@@ -210,7 +216,7 @@ def test_a_refused_payment_is_kept_with_its_reason(ask, router):
     # Of unknown outcome, not spent: it may be charged until its authorization expires.
     assert answer["payment"]["status"] == "unknown"
     assert answer["payment"]["reason"] == router.config.reject_reason
-    assert history()[0]["spent_usd"] == "0"
+    assert history()[0]["spent_usd"] == "0.000000"
 
 
 def start_slow_answer(router, key, *args: str) -> subprocess.Popen:
@@ -307,3 +313,23 @@ def test_the_journal_saves_a_growing_answer_by_time_not_per_piece(tmp_path, monk
         assert saved() == "abcd"
         journal.finish("complete")
         assert saved() == "abcdef" and store.messages(conversation)[1].status == "complete"
+
+
+def test_one_amount_reads_the_same_in_the_table_the_json_and_the_export():
+    info = ConversationInfo(
+        id=7,
+        title="a question",
+        model="m",
+        system_prompt="",
+        created="2026-03-14T15:09:26Z",
+        updated="2026-03-14T15:09:26Z",
+        messages=2,
+        spent_usd=Decimal("0.0135"),
+    )
+    assert json.loads(history_json([info]))[0]["spent_usd"] == "0.013500"
+    assert "  $0.013500  " in history_table([info])
+    assert json.loads(export_json(info, []))["spent_usd"] == "0.013500"
+    assert 'cost_usd: "0.013500"' in export_markdown(info, [])
+    nothing = replace(info, spent_usd=Decimal(0))
+    assert json.loads(history_json([nothing]))[0]["spent_usd"] == "0.000000"
+    assert "  $0.000000  " in history_table([nothing])

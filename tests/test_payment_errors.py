@@ -305,10 +305,10 @@ async def test_over_the_per_request_cap(plain_router, store):
     assert_refusal(
         message,
         amount=f"asks {format_usd(refusal.amount_usd)}",
-        limit="per-request cap of $0.0001",
+        limit="per-request cap of $0.000100",
         setting="max_per_request_usd",
     )
-    assert message.endswith("Nothing was signed. Spent today so far: $0.00.")
+    assert message.endswith("Nothing was signed. Spent today so far: $0.000000.")
 
 
 async def test_over_the_per_request_cap_of_max_price(plain_router):
@@ -319,7 +319,7 @@ async def test_over_the_per_request_cap_of_max_price(plain_router):
     assert_refusal(
         refusal.message,
         amount=format_usd(refusal.amount_usd),
-        limit="$0.00005",
+        limit="$0.000050",
         setting="(--max-price)",
     )
 
@@ -331,7 +331,7 @@ async def test_over_the_session_budget(plain_router, store):
     assert_refusal(
         refusal.message,
         amount=f"asks {format_usd(refusal.amount_usd)}",
-        limit="$0.00 of your $0.0001 session budget is spent already, leaving $0.0001",
+        limit="$0.000000 of your $0.000100 session budget is spent already, leaving $0.000100",
         setting="(setting session_budget_usd)",
     )
 
@@ -353,7 +353,7 @@ async def test_over_the_daily_budget_counts_what_was_spent_today(plain_router, s
         amount=f"asks {format_usd(refusal.amount_usd)}",
         limit=(
             f"{format_usd(spent)} of your {format_usd(limit)} daily budget is spent already, "
-            "leaving $0.0001"
+            "leaving $0.000100"
         ),
         setting="(setting daily_budget_usd)",
     )
@@ -453,7 +453,7 @@ OTHER_TOKEN = "0x1111111111111111111111111111111111111111"
             v1_requirement(amount="15378", scheme="upto"),
             "asks $0.015378 as an 'upto' payment",
         ),
-        ("zero_amount", v1_requirement(amount="0"), "a payment of $0.00"),
+        ("zero_amount", v1_requirement(amount="0"), "a payment of $0.000000"),
     ],
 )
 def test_a_challenge_this_client_will_not_pay_v1(code, requirement, words):
@@ -498,7 +498,7 @@ def test_a_payment_above_confirm_above_usd_with_no_terminal_exits_3(router, key)
     assert_refusal(
         line,
         amount=r"asks $0.",
-        limit="above confirm_above_usd ($0.10)",
+        limit="above confirm_above_usd ($0.100000)",
         setting="raise confirm_above_usd",
     )
     assert "add --yes to pay it" in line

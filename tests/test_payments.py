@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 import pytest
 from eth_account import Account
@@ -32,6 +32,7 @@ from xrouter_tui.payments import (
     read_receipt,
     sign_payment,
 )
+from xrouter_tui.payments.networks import usd_text
 
 BOTH = SpendingPolicy(networks=(BASE, BASE_SEPOLIA))
 
@@ -140,7 +141,7 @@ def test_a_price_over_the_cap_is_refused_naming_amount_cap_and_setting():
     refusal = caught.value
     assert refusal.code == "over_cap"
     assert "$0.135168" in refusal.message
-    assert "$0.10" in refusal.message
+    assert "$0.100000" in refusal.message
     assert "max_per_request_usd" in refusal.message
     assert "Nothing was signed" in refusal.message
 
@@ -154,7 +155,7 @@ def test_a_price_over_the_remaining_budget_is_refused():
         SpendingPolicy().choose(challenge, [budget])
     assert caught.value.code == "over_budget"
     assert "daily_budget_usd" in caught.value.message
-    assert "$0.98" in caught.value.message
+    assert "$0.980000" in caught.value.message
     roomy = Budget(limit_usd=Decimal("1.00"), spent_usd=Decimal("0.90"), setting="daily_budget_usd")
     assert SpendingPolicy().choose(challenge, [roomy]).amount == 50000
 
@@ -297,7 +298,7 @@ def test_rejections_read_as_plain_sentences():
         amount_usd=Decimal("0.0135"),
     )
     assert text == (
-        "Not enough USDC in 0xAbC0…0dEf on Base: the request needs $0.0135 "
+        "Not enough USDC in 0xAbC0…0dEf on Base: the request needs $0.013500 "
         "(invalid_exact_evm_insufficient_balance)."
     )
     unknown = explain_rejection("something_new", payer=payer, network=BASE, amount_usd=Decimal(1))
@@ -306,9 +307,57 @@ def test_rejections_read_as_plain_sentences():
 
 def test_amounts_format_for_people():
     assert format_usd(Decimal("0.135168")) == "$0.135168"
-    assert format_usd(Decimal("0.1")) == "$0.10"
-    assert format_usd(Decimal("2")) == "$2.00"
+    assert format_usd(Decimal("0.0135")) == "$0.013500"
+    assert format_usd(Decimal("0.1")) == "$0.100000"
+    assert format_usd(Decimal("2")) == "$2.000000"
     assert format_usd(Decimal("1E-6")) == "$0.000001"
+    assert format_usd(Decimal("-1.5")) == "-$1.500000"
+
+
+@pytest.mark.parametrize(
+    ("amount", "text"),
+    [
+        ("0.0135", "0.013500"),
+        ("0", "0.000000"),
+        ("-0", "0.000000"),
+        ("0E-12", "0.000000"),
+        # No amount is less than nothing, even rounded.
+        ("-0.0000004", "0.000000"),
+        ("-2.5", "-2.500000"),
+        ("1E-6", "0.000001"),
+        ("1E+3", "1000.000000"),
+        # Half-even beyond six decimals: the tie goes to the even digit.
+        ("0.0000005", "0.000000"),
+        ("0.0000015", "0.000002"),
+        ("0.00000051", "0.000001"),
+        ("-0.0000025", "-0.000002"),
+        ("999999.9999995", "1000000.000000"),
+        # Large amounts whole: never grouped, never scientific, past the default 28 digits.
+        ("1234567.5", "1234567.500000"),
+        ("1E+30", "1000000000000000000000000000000.000000"),
+        (
+            "123456789012345678901234567890.1234565",
+            "123456789012345678901234567890.123456",
+        ),
+    ],
+)
+def test_amounts_are_text_with_six_decimals(amount, text):
+    assert usd_text(Decimal(amount)) == text
+    shown = "-$" + text[1:] if text.startswith("-") else "$" + text
+    assert format_usd(Decimal(amount)) == shown
+
+
+def test_no_decimal_context_changes_how_money_reads():
+    with localcontext() as context:
+        context.prec = 3
+        context.rounding = ROUND_DOWN
+        assert usd_text(Decimal("12345.6789995")) == "12345.679000"
+
+
+@pytest.mark.parametrize("amount", ["NaN", "Infinity", "-Infinity", "sNaN"])
+def test_what_is_no_amount_is_never_written_as_money(amount):
+    with pytest.raises(ValueError):
+        usd_text(Decimal(amount))
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,7 @@ def test_spend_json_matches_what_the_router_took_exactly(paid, key):
     for row, payment in zip(older, reversed(accepted), strict=True):
         assert row["tx"] == payment.transaction
         assert Decimal(row["amount_usd"]) == usd(payment.amount)
-        assert row["amount_usd"] == format(usd(payment.amount).normalize(), "f")
+        assert row["amount_usd"] == f"{payment.amount // 10**6}.{payment.amount % 10**6:06d}"
         assert row["model"] == payment.model
         assert row["network"] == "base"
         assert row["payer"] == address and row["pay_to"] == paid.config.pay_to
@@ -138,7 +138,9 @@ def test_spend_csv_has_the_same_payments_as_the_json(paid):
     rows = list(csv.DictReader(io.StringIO(spend("--csv"))))
     assert len(rows) == len(ledger["payments"]) == 3
     for row, payment in zip(rows, ledger["payments"], strict=True):
-        assert Decimal(row["amount_usd"]) == Decimal(payment["amount_usd"])
+        # The same text, six decimals, in both.
+        assert row["amount_usd"] == payment["amount_usd"]
+        assert len(row["amount_usd"].partition(".")[2]) == 6
         assert row["tx"] == (payment["tx"] or "")
         assert row["status"] == payment["status"]
         assert row["model"] == payment["model"]
@@ -159,10 +161,13 @@ def test_a_payment_of_unknown_outcome_is_shown_apart(router, key, isolated_envir
     ledger = spend_json()
     [payment] = ledger["payments"]
     assert payment["status"] == "unknown"
-    assert ledger["all_time_usd"] == "0"
+    assert ledger["all_time_usd"] == "0.000000"
     assert Decimal(ledger["uncertain_usd"]) == Decimal(payment["amount_usd"]) > 0
     amount = format_usd(Decimal(payment["amount_usd"]))
-    assert spend().splitlines()[0] == f"today $0.00 · all time $0.00 · {amount} of unknown outcome"
+    assert (
+        spend().splitlines()[0]
+        == f"today $0.000000 · all time $0.000000 · {amount} of unknown outcome"
+    )
 
 
 def test_json_and_csv_cannot_both_be_asked_for():
@@ -181,7 +186,7 @@ def test_demo_payments_are_not_counted_unless_their_network_is_allowed(isolated_
         "`xrouter-tui spend --demo` lists the demo's.",
     ]
     ledger = spend_json()
-    assert ledger["payments"] == [] and ledger["all_time_usd"] == "0"
+    assert ledger["payments"] == [] and ledger["all_time_usd"] == "0.000000"
     [shown] = json.loads(spend("--demo", "--json"))["payments"]
     assert shown["network"] == "base-sepolia" and shown["status"] == "settled"
     table = spend("--demo")

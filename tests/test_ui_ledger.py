@@ -155,7 +155,7 @@ async def test_x_exports_every_payment_as_csv_and_never_overwrites(
     assert len(rows) == len(paid) == 2
     for row, payment in zip(rows, paid, strict=True):
         assert row["tx"] == payment.transaction
-        assert Decimal(row["amount_usd"]) == Decimal(payment.amount).scaleb(-6)
+        assert row["amount_usd"] == f"{payment.amount // 10**6}.{payment.amount % 10**6:06d}"
         assert row["nonce"].lower() == payment.nonce.lower()
         assert row["payer"].lower() == payment.payer.lower()
         assert row["model"] == payment.model

@@ -146,8 +146,8 @@ async def test_over_the_cap_nothing_is_signed_and_a_shorter_answer_is_offered():
             await send(pilot, "too long an answer")
             await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), "offer")
             block = str(pilot.app.chat.query_one(ErrorBlock).render())
-            assert "per-request cap of $0.05" in block and "max_per_request_usd" in block
-            assert "Nothing was signed" in block and "Spent today so far: $0.00" in block
+            assert "per-request cap of $0.050000" in block and "max_per_request_usd" in block
+            assert "Nothing was signed" in block and "Spent today so far: $0.000000" in block
             offer = str(pilot.app.screen.query_one("#confirm-warning").render())
             assert chat.router.state.paid_requests == 0
 
@@ -173,7 +173,7 @@ async def test_a_daily_budget_counts_other_processes_payments(isolated_environme
             await wait_for(pilot, lambda: posted.of(ResponseFailed), "the refusal")
             block = str(pilot.app.chat.query_one(ErrorBlock).render())
             assert "daily_budget_usd" in block and format_usd(spent) in block
-            assert "$0.02 daily budget" in block
+            assert "$0.020000 daily budget" in block
     assert chat.router.state.paid_requests == 1
 
     # A new app (a restart) still sees today's payment: the budget holds across processes.
@@ -233,6 +233,6 @@ async def test_a_session_budget_refuses_the_turn_that_would_pass_it_and_lasts_ac
             await send(pilot, "second")
             await wait_for(pilot, lambda: posted.of(ResponseFailed), "the refusal")
             block = str(pilot.app.chat.query_one(ErrorBlock).render())
-            assert "session_budget_usd" in block and "$0.02 session budget" in block
+            assert "session_budget_usd" in block and "$0.020000 session budget" in block
             assert "Nothing was signed" in block
     assert chat.router.state.paid_requests == 1

@@ -6,9 +6,9 @@ JSON keeps them.
 
 from __future__ import annotations
 
-from xrouter_tui.history.export import usd_text
 from xrouter_tui.history.store import ConversationInfo
 from xrouter_tui.payments import format_usd
+from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import json_text, one_line
 
 __all__ = ["history_json", "history_table", "text_table"]

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from xrouter_tui.api import ModelInfo
-from xrouter_tui.payments import format_usd
 from xrouter_tui.safe_text import json_text, one_line
 
 __all__ = ["models_json", "models_table"]
@@ -59,7 +58,12 @@ def _number(value: Decimal | None) -> float | None:
 
 
 def _price(value: Decimal | None) -> str:
-    return format_usd(value).removeprefix("$") if value is not None else "—"
+    # A rate, not an amount paid (USDC amounts have six decimals): to the cent at least, more
+    # digits only where the router's price has them, so `3.00` and `0.075` both read at a glance.
+    if value is None:
+        return "—"
+    whole, _, cents = f"{value:.6f}".rstrip("0").partition(".")
+    return f"{whole}.{cents.ljust(2, '0')}"
 
 
 def _context(tokens: int | None) -> str:

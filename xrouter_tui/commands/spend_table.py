@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from xrouter_tui.commands.history_table import text_table
-from xrouter_tui.history.export import usd_text
 from xrouter_tui.history.store import StoredPayment
 from xrouter_tui.ledger import Spending, local_time, payments_csv
 from xrouter_tui.payments import Network, format_usd, network_label, short_address
+from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import MALFORMED, json_text, one_line, valid_tx
 
 __all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]

@@ -8,11 +8,11 @@ The history keeps answers as the router sent them; the Markdown shows them throu
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 from xrouter_tui.history.store import ConversationInfo, StoredMessage
 from xrouter_tui.payments import format_usd, network_label
+from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import json_text, one_line, shown_tx, terminal_text
 
 __all__ = ["export_json", "export_markdown", "usd_text"]
@@ -114,12 +114,6 @@ def _message(message: StoredMessage) -> dict[str, Any]:
             "reason": payment.reason or None,
         },
     }
-
-
-def usd_text(amount: Decimal) -> str:
-    """An exact dollar amount as a string: `0.0135`, `0`."""
-    text = format(amount, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _yaml(text: str) -> str:

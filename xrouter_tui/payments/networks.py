@@ -6,7 +6,7 @@ x402 v1 names networks `base`, v2 uses CAIP-2 (`eip155:8453`); both map to one `
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Context, Decimal
 
 __all__ = [
     "BASE",
@@ -18,6 +18,7 @@ __all__ = [
     "find_network",
     "format_usd",
     "network_label",
+    "usd_text",
     "usd_to_atomic",
 ]
 
@@ -93,8 +94,24 @@ def usd_to_atomic(usd: Decimal, decimals: int = 6) -> int:
     return int(usd.scaleb(decimals).to_integral_value(rounding=ROUND_CEILING))
 
 
+_MICRO = Decimal("0.000001")
+
+
+def usd_text(usd: Decimal) -> str:
+    """A dollar amount as USDC counts it: `0.013500`, `-2.000000`, `1234567.000000`. Exactly
+    six decimals (half-even beyond them), never grouped, never scientific: what people read,
+    and the string JSON and CSV carry, so the two never disagree."""
+    if not usd.is_finite():
+        raise ValueError(f"not an amount of money: {usd}")
+    # A context of its own: quantize needs every digit of a large amount (the default holds
+    # 28), and no caller's context changes how money reads.
+    digits = Context(prec=max(28, usd.adjusted() + 8))
+    micro = usd.quantize(_MICRO, rounding=ROUND_HALF_EVEN, context=digits)
+    # -0.0000001 rounds to -0.000000: no amount is less than nothing.
+    return f"{abs(micro) if micro.is_zero() else micro:f}"
+
+
 def format_usd(usd: Decimal) -> str:
-    """`$0.0135`: at least two decimals, no trailing zeros beyond them, never scientific."""
-    text = f"{usd:.6f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"${whole}.{frac.ljust(2, '0')}"
+    """`$0.013500`, `-$1.500000`: `usd_text` for people, the sign before the dollar."""
+    text = usd_text(usd)
+    return "-$" + text[1:] if text.startswith("-") else "$" + text

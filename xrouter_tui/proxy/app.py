@@ -60,6 +60,7 @@ from xrouter_tui.payments import (
     read_receipt,
     unconfirmed,
 )
+from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.proxy.access import AccessGuard
 from xrouter_tui.proxy.record import ProxyHistory, StreamTap
@@ -574,7 +575,7 @@ class _Turn:
             headers["X-Xrouter-Conversation"] = str(self.journal.conversation_id)
         payment = self.payment
         if payment is not None:
-            headers["X-Xrouter-Charged-Usd"] = f"{payment.amount_usd:f}"
+            headers["X-Xrouter-Charged-Usd"] = usd_text(payment.amount_usd)
             headers["X-Xrouter-Network"] = payment.network.v1_name
             transaction = valid_tx(self.receipt.transaction if self.receipt else None)
             if transaction is not None:

@@ -276,7 +276,8 @@ def conversation_row(info: ConversationInfo, *, current: bool = False, snippet: 
     row.append("✓ " if current else "  ", style="bold")
     row.append(title.ljust(_TITLE_WIDTH), style="bold")
     row.append(f"  {info.messages:>3} msgs", style="dim")
-    row.append(f"  {format_usd(info.spent_usd):>9}")
+    # Six decimals: up to $99.999999 before the column shifts.
+    row.append(f"  {format_usd(info.spent_usd):>10}")
     row.append(f"  {info.updated[:16].replace('T', ' ')}", style="dim")
     # Last: the longest and least needed column is the one a narrow terminal cuts.
     row.append(f"  {one_line(info.model)}", style="italic")
