@@ -40,6 +40,7 @@ from xrouter_tui.payments import (
     check_budgets,
     format_usd,
 )
+from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.payments.reasons import PROVES_NOT_CHARGED
 from xrouter_tui.resends import Resend, kept_resend, resend_record
 from xrouter_tui.safe_text import csv_cell, shown_tx
@@ -100,7 +101,7 @@ def payments_csv(payments: Iterable[StoredPayment], *, now: float | None = None)
         row = (
             p.created,
             p.model,
-            f"{p.amount_usd:f}",
+            usd_text(p.amount_usd),
             p.network,
             p.shown_status_at(time.time() if now is None else now),
             shown_tx(p.tx) if p.tx else "",

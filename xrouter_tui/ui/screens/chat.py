@@ -314,8 +314,10 @@ class ChatScreen(Screen[None]):
             self.query_one(PromptInput).restore(question.content)
             status.state = ChatState.IDLE if declined else ChatState.ERROR
             self.post_message(ResponseFailed(question.content, message, answer))
-            if not isinstance(exc, PaymentRejected | PaymentRefused | StoreError):
-                # A lost answer: its payment may be sent again, as it is.
+            if not answer.content and not isinstance(
+                exc, PaymentRejected | PaymentRefused | StoreError
+            ):
+                # An answer lost before any of it came: its payment may be sent again, as it is.
                 await self._offer_resend(question, answer, view)
             if shorter is not None:
                 self._offer_shorter(question.content, shorter, max_tokens)
