@@ -67,7 +67,23 @@ class Conversation:
         A question whose answer failed, or was stopped before any text came, is left out: the
         user gets it back in the prompt box, and sending it twice would confuse the model.
         """
+        pairs, pending_question = self._walk()
         sent = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        for question, answer in pairs:
+            sent.append({"role": "user", "content": question.content})
+            sent.append({"role": "assistant", "content": answer.content})
+        if pending_question is not None:
+            sent.append({"role": "user", "content": pending_question.content})
+        return sent
+
+    def exchanges(self) -> list[tuple[ChatMessage, ChatMessage]]:
+        """The earlier exchanges that can be sent again: each question with its answer, when
+        the answer is complete or was stopped with text, oldest first (`history()`'s pairs)."""
+        return self._walk()[0]
+
+    def _walk(self) -> tuple[list[tuple[ChatMessage, ChatMessage]], ChatMessage | None]:
+        """The exchanges that produced text, and the last question still without an answer."""
+        pairs: list[tuple[ChatMessage, ChatMessage]] = []
         pending_question: ChatMessage | None = None
         for message in self.messages:
             if message.role == "user":
@@ -77,12 +93,9 @@ class Conversation:
             if pending_question is None or not message.content:
                 continue
             if message.status in (MessageStatus.COMPLETE, MessageStatus.STOPPED):
-                sent.append({"role": "user", "content": pending_question.content})
-                sent.append({"role": "assistant", "content": message.content})
+                pairs.append((pending_question, message))
             pending_question = None
-        if pending_question is not None:
-            sent.append({"role": "user", "content": pending_question.content})
-        return sent
+        return pairs, pending_question
 
     @property
     def spent_usd(self) -> Decimal:

@@ -50,6 +50,9 @@ class Settings:
     # The router charges up front for max_tokens of output: a small default keeps the price low.
     max_tokens: int = 1024
     temperature: float | None = None
+    # The most earlier exchanges (a question and its answer) a turn sends; None: as many as fit
+    # the router's limits and the model's context. Fewer keep turns cheap.
+    context_messages: int | None = None
     system_prompt: str = ""
     theme: str = "textual-dark"
     max_per_request_usd: Decimal = Decimal("0.50")
@@ -207,6 +210,10 @@ def _check(key: str, value: Any, source: str) -> Any:
     if key == "max_tokens":
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 128_000:
             raise fail("a whole number from 1 to 128000")
+        return value
+    if key == "context_messages":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 49:
+            raise fail("a whole number of exchanges from 0 to 49 (0: none but the question)")
         return value
     if key == "temperature":
         if not _is_number(value) or not 0 <= value <= 2:

@@ -4,6 +4,7 @@ models used recently, so the picker works at once, offline too, and puts the usu
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tempfile
@@ -16,7 +17,7 @@ from xrouter_tui import safe_json
 from xrouter_tui.api import ModelInfo, parse_models
 from xrouter_tui.config import ensure_private_dir
 
-__all__ = ["FALLBACK_MODELS", "ModelCatalog", "picker_order"]
+__all__ = ["FALLBACK_MODELS", "ModelCatalog", "closest_ids", "picker_order"]
 
 CATALOG_FILE = "models.json"
 RECENT_LIMIT = 8
@@ -143,3 +144,20 @@ def _entry(model: ModelInfo) -> dict[str, Any]:
         "context_length": model.context_length,
         "pricing": pricing,
     }
+
+
+def closest_ids(wanted: str, ids: Sequence[str], count: int = 3) -> list[str]:
+    """The ids nearest to `wanted` (a mistyped id, or one without its provider: `gpt-4o` finds
+    `openai/gpt-4o`), best first; at most `count`."""
+    by_name: dict[str, str] = {}
+    for model_id in ids:
+        by_name.setdefault(model_id.lower(), model_id)
+        by_name.setdefault(model_id.rsplit("/", 1)[-1].lower(), model_id)
+    names = difflib.get_close_matches(
+        wanted.strip().lower(), list(by_name), n=count * 2, cutoff=0.6
+    )
+    found: list[str] = []
+    for name in names:
+        if by_name[name] not in found:
+            found.append(by_name[name])
+    return found[:count]

@@ -18,6 +18,7 @@ from xrouter_tui.api import (
     Timeouts,
     payment_note,
 )
+from xrouter_tui.commands.ask_context import UnknownModel, fitted_request, known_model
 from xrouter_tui.commands.ask_turn import (
     AskRequest,
     Progress,
@@ -39,6 +40,7 @@ from xrouter_tui.commands.console import (
 from xrouter_tui.commands.routing import command_settings, no_wallet, router_for
 from xrouter_tui.commands.terminal import ask_yes_no, is_terminal
 from xrouter_tui.config import Settings
+from xrouter_tui.context import PromptTooLong, check_length
 from xrouter_tui.history.journal import TurnJournal, history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ledger import Ledger
@@ -70,6 +72,11 @@ def run_ask(args: argparse.Namespace, console: Console) -> int:
         with Store.open(history_path(console.env)) as store:
             return _retry(args, console, settings, store)
     prompt = read_prompt(args.prompt, console.stdin)
+    try:
+        check_length("The prompt", prompt)  # refused before anything is opened or sent
+    except PromptTooLong as exc:
+        console.error(str(exc))
+        return EXIT_USAGE
     # The ledger lives in the history, so budgets hold even for --no-history.
     with Store.open(history_path(console.env)) as store:
         return _ask_and_answer(args, console, settings, prompt, store)
@@ -183,7 +190,16 @@ def _answer(
             session_budget_usd=settings.session_budget_usd,
             daily_budget_usd=settings.daily_budget_usd,
         )
-        model_info = next((m for m in models if m.id == request.model), None)
+        if resend is None:
+            # Before anything is saved or paid: a model the router has, and what fits.
+            try:
+                model_info = known_model(request.model, models, base_url, settings)
+                request = fitted_request(request, model_info, settings, stderr)
+            except (UnknownModel, PromptTooLong) as exc:
+                console.error(str(exc))
+                return EXIT_USAGE
+        else:
+            model_info = next((m for m in models if m.id == request.model), None)
         record = TurnRecord(model=request.model, model_info=model_info)
         progress = Progress(stderr, enabled=is_terminal(stderr))
         journal = None
@@ -257,12 +273,15 @@ def _answer(
             ledger.failed(record.payment, exc, accepted=record.accepted)
             if journal is not None:
                 _save_failure(journal, exc, record, message)
-            console.error(message)
-            if conversation_id is not None and not isinstance(
-                exc, KeyboardInterrupt | PaymentRejected
+            if (
+                conversation_id is not None
+                and not record.deltas
+                and not isinstance(exc, KeyboardInterrupt | PaymentRejected)
             ):
-                # A lost answer (a refused payment is not offered: the refusal would repeat).
-                _say_resend(console, ledger, record.payment, conversation_id)
+                # An answer lost before any of it came (a refused payment is not offered: the
+                # refusal would repeat).
+                message += _resend_hint(ledger, record.payment, conversation_id)
+            console.error(message)
             return code
         except BaseException as exc:
             # Whatever else went wrong, the answer is not left `streaming`.
@@ -277,22 +296,25 @@ def _answer(
         if conversation_id is not None:
             summary += f" · conversation {conversation_id}"
         print(summary, file=stderr, flush=True)
+        if record.finish_reason == "length":
+            print(
+                f"The answer was cut at max_tokens ({request.max_tokens}): ask with a larger "
+                "--max-tokens for a longer one.",
+                file=stderr,
+                flush=True,
+            )
         return EXIT_OK
 
 
-def _say_resend(
-    console: Console, ledger: Ledger, payment: SignedPayment | None, conversation_id: int
-) -> None:
-    """When the lost answer's payment can be sent again, how (one line on stderr)."""
+def _resend_hint(ledger: Ledger, payment: SignedPayment | None, conversation_id: int) -> str:
+    """When the lost answer's payment can be sent again, how (a sentence to end the error)."""
     resend = ledger.resend_of(payment)
     if resend is None:
-        return
+        return ""
     until = time.strftime("%H:%M:%S", time.localtime(resend.payment.valid_before))
-    print(
-        f"To ask for it again with the same payment (it cannot be charged twice), until "
-        f"{until}: {PROG} ask --cid {conversation_id} --retry",
-        file=console.stderr,
-        flush=True,
+    return (
+        f" To ask for it again with the same payment (it cannot be charged twice), until "
+        f"{until}: {PROG} ask --cid {conversation_id} --retry"
     )
 
 

@@ -11,7 +11,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-from xrouter_tui.api import ConfirmPayment, Delta, ModelInfo, Paid, Reasoning, RouterClient, Usage
+from xrouter_tui.api import (
+    ConfirmPayment,
+    Delta,
+    Done,
+    ModelInfo,
+    Paid,
+    Reasoning,
+    RouterClient,
+    Usage,
+)
 from xrouter_tui.charges import Charge
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
 from xrouter_tui.safe_text import TerminalFilter, one_line
@@ -68,6 +77,8 @@ class TurnRecord:
     started: float = field(default_factory=time.monotonic)
     # The model's prices, when known: they tell what the tokens used cost, and the refund.
     model_info: ModelInfo | None = None
+    # Why the answer ended, as the router said ("stop"; "length": cut at max_tokens).
+    finish_reason: str | None = None
 
     def summary(self) -> str:
         """One line: model, tokens, what was paid and where, the transaction."""
@@ -217,6 +228,8 @@ async def stream_answer(
             progress.show("thinking…", throttle=True)
         elif isinstance(event, Usage):
             record.usage = event
+        elif isinstance(event, Done):
+            record.finish_reason = event.finish_reason
     if safe is not None:
         out.write(safe.flush())
     progress.clear()

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from xrouter_tui import safe_json
+from xrouter_tui.context import MAX_CONTENT_CHARS, MAX_MESSAGES
 from xrouter_tui.devserver import hostile, x402
 from xrouter_tui.devserver.catalog import DEFAULT_MODEL, MODELS, Model, find_model, price_request
 from xrouter_tui.devserver.reply import make_reply
@@ -45,8 +46,6 @@ from xrouter_tui.payments.networks import atomic_to_usd
 
 __all__ = ["create_app"]
 
-MAX_MESSAGES = 100
-MAX_CONTENT_CHARS = 100_000
 MAX_OUTPUT_TOKENS = 128_000
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_TEMPERATURE = 0.7
@@ -321,7 +320,7 @@ def _parse_chat(raw: bytes) -> ChatRequest:
 
     messages = body.get("messages")
     if not isinstance(messages, list) or not 1 <= len(messages) <= MAX_MESSAGES:
-        raise _BadRequest(f"messages must be a list of 1 to {MAX_MESSAGES} messages")
+        raise _BadRequest(f"messages must be an array of 1 to {MAX_MESSAGES} items")
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise _BadRequest(f"messages[{index}] must be an object with role and content")
