@@ -415,6 +415,16 @@ def test_an_unknown_model_is_the_routers_400_and_nothing_is_paid(proxy, router):
     assert router.state.paid_requests == 0
 
 
+def test_a_request_past_the_routers_limits_is_refused_whole_before_anything_is_sent(proxy, router):
+    many = [{"role": "user", "content": f"message {n}"} for n in range(101)]
+    with pytest.raises(openai.BadRequestError) as refused:
+        proxy.client().chat.completions.create(model=SONNET, messages=many)
+    assert "101 messages; X-Router takes at most 100" in refused.value.message
+    # Nothing was cut and sent on: the router saw no request at all.
+    assert (router.state.unpaid_requests, router.state.paid_requests) == (0, 0)
+    assert router.state.invalid_requests == 0
+
+
 def test_a_router_that_does_not_answer_in_time_is_a_504_not_retried(
     start, router, isolated_environment
 ):

@@ -40,6 +40,8 @@ class ChatMessage:
     accepted: bool = False
     receipt: Receipt | None = None
     error: str = ""
+    # The max_tokens an answer was cut at (the router said finish_reason "length"), if it was.
+    cut_at: int | None = None
 
     @property
     def charged_usd(self) -> Decimal:
@@ -56,6 +58,10 @@ class Conversation:
     # What the answers cost that are known only by their amount: those of a conversation resumed
     # from the history, whose signed payments are not in memory.
     carried_usd: Decimal = Decimal(0)
+    # `earlier()`'s messages, with what the conversation looked like when they were made.
+    _earlier: tuple[object, list[dict[str, str]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def add(self, message: ChatMessage) -> ChatMessage:
         self.messages.append(message)
@@ -75,6 +81,20 @@ class Conversation:
         if pending_question is not None:
             sent.append({"role": "user", "content": pending_question.content})
         return sent
+
+    def earlier(self) -> list[dict[str, str]]:
+        """`exchanges()` as the messages they are sent as, oldest first. The chat asks for them
+        on every keystroke's price: they are made again only when the conversation changed
+        (a message added, or the newest ones grown or ended), not thousands of dicts a time."""
+        tail = tuple((m.status, len(m.content)) for m in self.messages[-2:])
+        key = (len(self.messages), tail)
+        if self._earlier is None or self._earlier[0] != key:
+            sent: list[dict[str, str]] = []
+            for question, answer in self.exchanges():
+                sent.append({"role": "user", "content": question.content})
+                sent.append({"role": "assistant", "content": answer.content})
+            self._earlier = (key, sent)
+        return self._earlier[1]
 
     def exchanges(self) -> list[tuple[ChatMessage, ChatMessage]]:
         """The earlier exchanges that can be sent again: each question with its answer, when

@@ -117,17 +117,20 @@ def choose_context(
             f"model's context ({context_length:,} tokens) leaves room for {max(room, 0):,}."
         )
 
-    exchanges = _exchanges(earlier)
+    # Walked from the newest exchange back; only what is sent is copied (this runs on every
+    # debounced keystroke, over conversations of thousands of messages).
+    earlier = [m for m in earlier if m.get("role") != "system"]
+    starts = _exchange_starts(earlier)
     message_room = MAX_MESSAGES - len(head) - 1
     tokens = fixed_tokens
-    kept = 0  # exchanges kept, from the newest
-    kept_messages = 0
+    cut = len(earlier)  # earlier[cut:] is sent
     limit = ""
-    for exchange in reversed(exchanges):
+    for kept, start in enumerate(reversed(starts)):
+        exchange = earlier[start:cut]
         if max_exchanges is not None and kept >= max_exchanges:
             limit = "context_messages"
             break
-        if kept_messages + len(exchange) > message_room:
+        if len(earlier) - start > message_room:
             limit = f"{MAX_MESSAGES} messages"
             break
         if any(len(str(m.get("content", ""))) > MAX_CONTENT_CHARS for m in exchange):
@@ -138,21 +141,17 @@ def choose_context(
             limit = "the model's context"
             break
         tokens += cost
-        kept += 1
-        kept_messages += len(exchange)
+        cut = start
 
-    sent_exchanges = exchanges[len(exchanges) - kept :] if kept else []
-    left = exchanges[: len(exchanges) - kept]
     messages = [*head]
-    for exchange in sent_exchanges:
-        messages.extend({"role": m["role"], "content": m["content"]} for m in exchange)
+    messages.extend({"role": m["role"], "content": m["content"]} for m in earlier[cut:])
     messages.append(last)
     return Context(
         messages=messages,
-        left_out=sum(len(exchange) for exchange in left),
-        left_out_tokens=sum(message_tokens(m) for exchange in left for m in exchange),
+        left_out=cut,
+        left_out_tokens=sum(message_tokens(m) for m in earlier[:cut]),
         history_tokens=tokens - fixed_tokens,
-        limit=limit if left else "",
+        limit=limit if cut else "",
     )
 
 
@@ -174,22 +173,19 @@ def _token_room(context_length: int | None, max_tokens: int) -> int | None:
     return int(context_length * CONTEXT_SHARE) - max_tokens
 
 
-def _exchanges(earlier: Sequence[Mapping[str, str]]) -> list[list[Mapping[str, str]]]:
-    """`earlier` cut into exchanges: each from a user message up to the next one. Anything
-    before the first user message (an assistant's greeting) goes with the first exchange."""
-    exchanges: list[list[Mapping[str, str]]] = []
-    has_question = False  # whether the exchange being filled has its user message yet
-    for message in earlier:
-        role = message.get("role")
-        if role == "system":
-            continue
-        if not exchanges or (role == "user" and has_question):
-            exchanges.append([message])
-            has_question = role == "user"
+def _exchange_starts(earlier: Sequence[Mapping[str, str]]) -> list[int]:
+    """Where each exchange of `earlier` begins: at each user message, except that anything
+    before the first one (an assistant's greeting) goes with the first exchange."""
+    starts: list[int] = []
+    has_question = False  # whether the exchange being read has its user message yet
+    for index, message in enumerate(earlier):
+        is_question = message.get("role") == "user"
+        if not starts or (is_question and has_question):
+            starts.append(index)
+            has_question = is_question
         else:
-            exchanges[-1].append(message)
-            has_question = has_question or role == "user"
-    return exchanges
+            has_question = has_question or is_question
+    return starts
 
 
 def request_refusal(

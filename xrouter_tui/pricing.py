@@ -91,6 +91,14 @@ class PriceGuide:
         # Rounded up to the atomic unit, as the router rounds its quote.
         return price.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
 
+    def input_usd(self, model: ModelInfo, tokens: int) -> Decimal | None:
+        """What `tokens` of input cost at the model's price (and the router's margin): the
+        share of a price that a conversation's history makes up; None without prices."""
+        if model.input_per_1m_usd is None:
+            return None
+        price = tokens * model.input_per_1m_usd / _MILLION * self.margins.get(model.id, Decimal(1))
+        return price.quantize(Decimal("0.000001"), rounding=ROUND_CEILING)
+
     def learn(
         self,
         model: ModelInfo,

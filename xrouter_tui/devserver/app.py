@@ -149,6 +149,16 @@ class _Handlers:
             state.count("invalid_requests")
             return _bad_request(exc)
         price = price_request(chat.model, chat.messages, chat.max_tokens)
+        if price.input_tokens + chat.max_tokens > chat.model.context_length:
+            # The upstream model's refusal, which X-Router passes on before any 402.
+            state.count("invalid_requests")
+            return _bad_request(
+                _BadRequest(
+                    f"This model's maximum context length is {chat.model.context_length} tokens; "
+                    f"the request asks for {price.input_tokens + chat.max_tokens}",
+                    "CONTEXT_LENGTH_EXCEEDED",
+                )
+            )
         resource = str(request.url.replace(query=""))
         about = x402.description(price)
         if "escape-challenge" in faults:

@@ -49,6 +49,7 @@ from xrouter_tui.api import (
     read_completion,
 )
 from xrouter_tui.charges import Charge
+from xrouter_tui.context import request_refusal
 from xrouter_tui.history.journal import TurnJournal
 from xrouter_tui.history.store import StoreError
 from xrouter_tui.ledger import Ledger
@@ -300,6 +301,18 @@ class _Handlers:
         except ProxyError as exc:
             setup.say(f"refused a request ({exc.status}): {exc.message}")
             return exc.response()
+        # Another program's messages are its own: a request that does not fit is refused
+        # whole, never cut here.
+        model = setup.model_info(chat.model)
+        too_big = request_refusal(
+            chat.messages,
+            context_length=model.context_length if model is not None else None,
+            max_tokens=chat.max_tokens,
+            model=one_line(chat.model, 80),
+        )
+        if too_big is not None:
+            setup.say(f"refused a request (400): {too_big}")
+            return ProxyError(400, too_big, code="context_length_exceeded").response()
         try:
             journal = setup.history.begin(chat)
         except StoreError as exc:

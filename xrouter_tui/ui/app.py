@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,7 +21,7 @@ from xrouter_tui.api import Limits, ModelInfo, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.history.store import Store, StoreError
 from xrouter_tui.ledger import Ledger
-from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, picker_order
+from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, closest_ids, picker_order
 from xrouter_tui.payments import Network, Quote, SpendingPolicy, WalletKey, format_usd
 from xrouter_tui.pricing import PriceGuide
 from xrouter_tui.safe_text import MALFORMED, one_line, terminal_text, valid_tx
@@ -332,11 +332,27 @@ class ChatApp(App[None]):
         if not models:
             return
         self.models = models
+        self._check_model(models)
         if not self.router.demo:
             try:
                 self.catalog.store(self.router.base_url, models)
             except OSError as exc:
                 self.log.warning(f"model list not cached: {exc}")
+
+    def _check_model(self, models: Sequence[ModelInfo]) -> None:
+        """A model the router's live list does not have is said at once, with the closest
+        ids, not when a turn fails."""
+        ids = [model.id for model in models]
+        if self.model in ids:
+            return
+        close = closest_ids(self.model, ids)
+        hint = f" Closest: {', '.join(close)}." if close else ""
+        self.notify(
+            f"The router has no model {one_line(self.model, 80)!r}.{hint} F2 picks another.",
+            title="Unknown model",
+            severity="warning",
+            timeout=10,
+        )
 
     def model_info(self, model_id: str) -> ModelInfo | None:
         """The model's entry in the list, with its prices, if the list has it."""
@@ -489,6 +505,12 @@ class ChatApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
+        if chat.was_cut:
+            yield SystemCommand(
+                "Continue the answer",
+                "The last answer was cut at max_tokens: send 'Continue.' as a new, priced turn",
+                chat.continue_answer,
+            )
         if chat.can_retry:
             yield SystemCommand(
                 "Retry with the same payment",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -83,9 +83,11 @@ async def run_turn(
     journal: TurnJournal | None = None,
     confirm: ConfirmPayment | None = None,
     resend: Resend | None = None,
+    messages: Sequence[Mapping[str, str]] | None = None,
 ) -> None:
-    """Send the conversation so far, pay once, and grow `answer` as the reply streams in.
-    With `resend`, send a lost answer's request again with its own payment instead.
+    """Send the conversation so far (or `messages`, the part of it chosen to fit), pay once,
+    and grow `answer` as the reply streams in. With `resend`, send a lost answer's request
+    again with its own payment instead.
 
     `answer` may already be in `conversation`: without text it is not sent. On success it ends
     `COMPLETE`; on an error the caller marks it (it knows whether the user stopped it or
@@ -105,14 +107,15 @@ async def run_turn(
         sink.paying(payment)
 
     if resend is not None:
-        # The lost answer's own request and payment, again: nothing is signed.
+        # The lost answer's own request and payment, again: nothing is signed. Its messages
+        # are the ones chosen when it was first sent.
         ledger.resending(resend)
         answer.payment = resend.payment
         sink.paying(resend.payment)
         events = client.resend_chat(resend.body, resend.payment)
     else:
         events = client.stream_chat(
-            conversation.history(),
+            conversation.history() if messages is None else messages,
             model=settings.model,
             max_tokens=settings.max_tokens,
             temperature=settings.temperature,
@@ -154,8 +157,8 @@ async def run_turn(
                 stats.output_tokens = event.completion_tokens
                 stats.prompt_tokens = event.prompt_tokens
                 stats.exact = True
-            elif isinstance(event, Done):
-                pass
+            elif isinstance(event, Done) and event.finish_reason == "length":
+                answer.cut_at = settings.max_tokens
     finally:
         answer.content = "".join(parts)
     answer.status = MessageStatus.COMPLETE

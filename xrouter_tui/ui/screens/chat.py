@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from textual.worker import Worker
 from xrouter_tui.api import ModelInfo, PaymentDeclined, PaymentRejected, RouterError, payment_note
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
+from xrouter_tui.context import Context, PromptTooLong, choose_context, short_tokens
 from xrouter_tui.history.journal import TurnJournal
 from xrouter_tui.history.store import StoredMessage, StoreError
 from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_usd
@@ -127,6 +129,17 @@ class ChatScreen(Screen[None]):
         return any(worker.is_running for worker in self.workers if worker.group == "turn")
 
     @property
+    def was_cut(self) -> bool:
+        """True when the last answer was cut at max_tokens and nothing streams now."""
+        answer = self.conversation.last_answer()
+        return answer is not None and answer.cut_at is not None and not self.streaming
+
+    async def continue_answer(self) -> None:
+        """Ask the model to go on where its answer was cut: "Continue." as a new, priced
+        turn (its price shows as for any turn)."""
+        await self.send("Continue.")
+
+    @property
     def can_retry(self) -> bool:
         """True when the last answer was lost and its payment can be sent again (ctrl+r)."""
         return self._lost is not None and not self.streaming
@@ -165,11 +178,57 @@ class ChatScreen(Screen[None]):
         status = self.query_one(StatusBar)
         text = self.query_one(PromptInput).text
         model = self.app.model_info(self.app.model)
+        status.estimate, status.context = None, ""
         if not text.strip() or model is None:
-            status.estimate = None
             return
-        sent = [*self.conversation.history(), {"role": "user", "content": text}]
-        status.estimate = self.app.price_guide.estimate(model, sent, self.app.max_tokens)
+        try:
+            # Exactly the messages the turn would send.
+            context = self.choose_context(text, self.app.max_tokens)
+        except PromptTooLong:
+            return  # said when it is sent
+        guide = self.app.price_guide
+        status.estimate = guide.estimate(model, context.messages, self.app.max_tokens)
+        history_usd = guide.input_usd(model, context.history_tokens)
+        if context.history_tokens and history_usd is not None:
+            status.context = (
+                f"{short_tokens(context.history_tokens)} tok · {format_usd(history_usd)}"
+            )
+
+    def choose_context(self, text: str, max_tokens: int) -> Context:
+        """What a turn asking `text` sends: the newest exchanges that fit (see `context`)."""
+        model = self.app.model_info(self.app.model)
+        return choose_context(
+            self.conversation.system_prompt,
+            self.conversation.earlier(),
+            text,
+            context_length=model.context_length if model is not None else None,
+            max_tokens=max_tokens,
+            max_exchanges=self.app.settings.context_messages,
+        )
+
+    async def _mark_context(self, context: Context, *, sending: bool = True) -> None:
+        """The marker above the oldest message sent, when older ones are left out; `sending`:
+        for the turn just added (its question is the newest message)."""
+        log = self.query_one(ChatLog)
+        if not context.left_out:
+            await log.mark_context(None, "")
+            return
+        pairs = self.conversation.exchanges()
+        left = context.left_out // 2  # the chat's exchanges are a question and an answer each
+        messages = self.conversation.messages
+        if left < len(pairs):
+            first = pairs[left][0]
+        elif sending:
+            first = messages[-2]  # every earlier exchange is left out: the turn being sent
+        else:
+            await log.mark_context(None, "")
+            return
+        index = next(i for i, message in enumerate(messages) if message is first)
+        text = (
+            f"older messages are not sent: {context.left_out} messages, "
+            f"~{short_tokens(context.left_out_tokens)} tokens"
+        )
+        await log.mark_context(len(messages) - index, text)
 
     # -- a turn --------------------------------------------------------------------------
 
@@ -185,6 +244,14 @@ class ChatScreen(Screen[None]):
             self.notify("An answer is still streaming: Esc stops it.", severity="warning")
             return
         self._forget_lost()
+        max_tokens = max_tokens or self.app.max_tokens
+        try:
+            context = self.choose_context(text, max_tokens)
+        except PromptTooLong as exc:
+            # Nothing is sent, and the text stays where it was typed.
+            prompt.restore(text)
+            self.notify(str(exc), title="Not sent", severity="error", timeout=10)
+            return
         model = self.app.model
         question = self.conversation.add(ChatMessage("user", text))
         answer = self.conversation.add(
@@ -194,11 +261,13 @@ class ChatScreen(Screen[None]):
         log = self.query_one(ChatLog)
         view = AnswerMessage(model)
         await log.mount_all([UserMessage(text), view])
+        await self._mark_context(context)
         log.follow()
-        self.query_one(StatusBar).estimate = None
+        status = self.query_one(StatusBar)
+        status.estimate, status.context = None, ""
         self.post_message(ResponseStarted(model))
         self.app.remember_model_use(model)
-        self._stream(question, answer, view, journal, max_tokens or self.app.max_tokens)
+        self._stream(question, answer, view, journal, max_tokens, messages=context.messages)
 
     def _begin_journal(self, text: str, model: str) -> TurnJournal | None:
         """Commit the question (and, on a first question, the conversation) before any network
@@ -248,6 +317,8 @@ class ChatScreen(Screen[None]):
         journal: TurnJournal | None,
         max_tokens: int,
         resend: Resend | None = None,
+        *,
+        messages: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
         status = self.query_one(StatusBar)
         stats = self._stats = TurnStats()
@@ -260,7 +331,7 @@ class ChatScreen(Screen[None]):
             max_tokens=max_tokens,
             temperature=self.app.settings.temperature,
         )
-        sent = self.conversation.history()
+        sent = self.conversation.history() if messages is None else messages
         model_info = self.app.model_info(answer.model)
 
         async def confirm(quote: Quote) -> bool:
@@ -284,6 +355,7 @@ class ChatScreen(Screen[None]):
                 journal,
                 confirm,
                 resend,
+                messages,
             )
         except asyncio.CancelledError as exc:
             answer.status = MessageStatus.STOPPED
@@ -528,6 +600,10 @@ class ChatScreen(Screen[None]):
             self.app.model = info.model
             self.query_one(StatusBar).model = info.model
             self.post_message(ModelChanged(info.model))
+        with suppress(PromptTooLong):
+            # Where the next turn's history starts, if it cannot all be sent.
+            context = self.choose_context("", self.app.max_tokens)
+            await self._mark_context(context, sending=False)
         self._reset_status()
         return True
 
@@ -596,6 +672,8 @@ def answer_footer(answer: ChatMessage, stats: TurnStats, model: ModelInfo | None
         parts.append("not charged")
     elif answer.accepted:
         parts.extend(Charge.of(payment, answer.receipt, answer.usage, model).parts())
+    if answer.cut_at is not None:
+        parts.append(f"cut at max_tokens {answer.cut_at} · ctrl+p Continue the answer")
     if answer.status is MessageStatus.STOPPED and payment is not None:
         if answer.accepted:
             parts.append("sending it again is a new charge")

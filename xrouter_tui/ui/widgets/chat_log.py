@@ -29,6 +29,7 @@ __all__ = [
     "AnswerFooter",
     "AnswerMessage",
     "ChatLog",
+    "ContextMarker",
     "ErrorBlock",
     "RetryHint",
     "ShownMessage",
@@ -69,6 +70,8 @@ class ChatLog(VerticalScroll):
         # A resumed conversation's messages not mounted yet, oldest first.
         self._unshown: list[ShownMessage] = []
         self._loading = False
+        # Where the context marker goes (messages from the newest) and what it says.
+        self._marker: tuple[int, str] | None = None
 
     def on_mount(self) -> None:
         self.anchor()
@@ -88,6 +91,26 @@ class ChatLog(VerticalScroll):
         await self.mount_all(self._take_newest())
         self.anchor()
         self.follow()
+
+    def messages(self) -> list[Widget]:
+        """The mounted questions and answers, oldest first (the newest of a conversation: its
+        older ones may not be mounted yet)."""
+        return [child for child in self.children if isinstance(child, UserMessage | AnswerMessage)]
+
+    async def mark_context(self, from_end: int | None, text: str) -> None:
+        """Put the one context marker above the message `from_end` places from the newest (1:
+        the newest), whether it is mounted yet or not; None: no marker."""
+        self._marker = (from_end, text) if from_end is not None else None
+        await self._place_marker()
+
+    async def _place_marker(self) -> None:
+        await self.query(ContextMarker).remove()
+        if self._marker is None:
+            return
+        from_end, text = self._marker
+        shown = self.messages()
+        if from_end <= len(shown):  # else it is placed when its batch is mounted
+            await self.mount(ContextMarker(text), before=shown[-from_end])
 
     @property
     def unshown(self) -> int:
@@ -113,6 +136,8 @@ class ChatLog(VerticalScroll):
             before = self.virtual_size.height
             first = self.children[0] if self.children else None
             await self.mount_all(widgets, before=first)
+            if self._marker is not None and self._marker[0] > len(self.messages()) - len(widgets):
+                await self._place_marker()  # its message came with this batch
             # Keep the lines the reader is looking at where they were: the new batch goes above.
             self.call_after_refresh(self._keep_place, before)
         finally:
@@ -122,6 +147,13 @@ class ChatLog(VerticalScroll):
         grown = self.virtual_size.height - height_before
         if grown > 0:
             self.scroll_to(y=self.scroll_y + grown, animate=False, immediate=True)
+
+
+class ContextMarker(Static):
+    """A thin line above the oldest message still sent: what is older is not."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False)
 
 
 class UserMessage(Static):

@@ -48,6 +48,8 @@ class StatusBar(Widget):
     session_spend: reactive[Decimal] = reactive(Decimal(0))
     # What the prompt as typed would be charged up front at most ("" when there is no figure).
     estimate: reactive[Decimal | None] = reactive(None)
+    # How much of that the conversation's history is: "12K tok · $0.004100" ("" for none).
+    context: reactive[str] = reactive("")
     wallet: reactive[str] = reactive("")
     # True while the wallet key is being read from the keyring, which may ask to be unlocked.
     opening_keyring: reactive[bool] = reactive(False)
@@ -85,6 +87,8 @@ class StatusBar(Widget):
         if self.estimate is not None:
             estimate = format_usd(self.estimate)
             parts.append((f"up to {estimate}" if wordy else f"≤{estimate}", "status-bar--estimate"))
+            if self.context and wordy:
+                parts.append((f"context {self.context}", "status-bar--muted"))
         parts.append((self.state.value, state_class))
         if self.tokens:
             parts.append((self.tokens, ""))
