@@ -48,6 +48,8 @@ def test_the_file_and_the_environment_override_defaults(isolated_environment, mo
     [
         ("max_tokens = 0", "max_tokens must be a whole number from 1 to 128000, got 0"),
         ('max_tokens = "abc"', "max_tokens must be a whole number"),
+        ("context_messages = 50", "context_messages must be a whole number of exchanges from 0"),
+        ("context_messages = -1", "context_messages must be a whole number of exchanges from 0"),
         ("temperature = 3", "temperature must be a number from 0 to 2"),
         ("max_per_request_usd = -1", "max_per_request_usd must be an amount in dollars"),
         ("max_per_request_usd = 0", "max_per_request_usd must be an amount in dollars above 0"),
