@@ -42,6 +42,8 @@ class ChatMessage:
     error: str = ""
     # The max_tokens an answer was cut at (the router said finish_reason "length"), if it was.
     cut_at: int | None = None
+    # Its row in the history, once saved (a fork is made through a saved message).
+    id: int | None = None
 
     @property
     def charged_usd(self) -> Decimal:

@@ -44,6 +44,8 @@ class TurnJournal:
         self.model = model
         self.system_prompt = system_prompt
         self.reply_id: int | None = None
+        # The question's row, once `begin` saved it.
+        self.question_id: int | None = None
         self._parts: list[str] = []
         self._saved_parts = 0
         self._interval = save_interval
@@ -73,7 +75,9 @@ class TurnJournal:
                         self.conversation_id, message["role"], message["content"], model=self.model
                     )
             if prompt is not None:
-                self.store.add_message(self.conversation_id, "user", prompt, model=self.model)
+                self.question_id = self.store.add_message(
+                    self.conversation_id, "user", prompt, model=self.model
+                )
             self.reply_id = self.store.add_message(
                 self.conversation_id, "assistant", "", model=self.model, status="streaming"
             )

@@ -435,7 +435,7 @@ class ChatApp(App[None]):
     async def _copy_transaction(self, event: AnswerFooter.CopyTransaction) -> None:
         tx = valid_tx(event.tx)
         if tx is not None:
-            await self._copy(tx, "the transaction hash")
+            await self.copy_message(tx, "the transaction hash")
 
     async def copy_last_transaction(self) -> None:
         """Copy the transaction hash of the newest answer that has one, if it is a hash."""
@@ -451,7 +451,7 @@ class ChatApp(App[None]):
                         severity="warning",
                     )
                     return
-                await self._copy(tx, "the last transaction hash")
+                await self.copy_message(tx, "the last transaction hash")
                 return
         self.notify("No answer in this chat has a transaction yet.", severity="warning")
 
@@ -560,7 +560,7 @@ class ChatApp(App[None]):
         if answer is None:
             self.notify("There is no answer to copy yet.", severity="warning")
             return
-        await self._copy(answer.content, "the last answer")
+        await self.copy_message(answer.content, "the last answer")
 
     async def copy_last_code(self) -> None:
         """Copy the last code block of the newest answer."""
@@ -570,9 +570,10 @@ class ChatApp(App[None]):
         if code is None:
             self.notify("The last answer has no code block.", severity="warning")
             return
-        await self._copy(code, "the last code block")
+        await self.copy_message(code, "the last code block")
 
-    async def _copy(self, text: str, what: str) -> None:
+    async def copy_message(self, text: str, what: str) -> None:
+        """Copy `text` and say `what` it was, and how it was copied."""
         text = terminal_text(text)
         how = await self.copy_text(text)
         self.notify(f"Copied {what} ({len(text)} characters) {how}.")

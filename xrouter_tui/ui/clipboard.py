@@ -12,7 +12,13 @@ import shutil
 import sys
 from collections.abc import Mapping
 
-__all__ = ["child_environment", "clipboard_command", "copy_with_system_tool", "last_code_block"]
+__all__ = [
+    "child_environment",
+    "clipboard_command",
+    "code_blocks",
+    "copy_with_system_tool",
+    "last_code_block",
+]
 
 # The program's own variables: the wallet key, the proxy's token and the rest. A clipboard tool
 # needs none of them, and what a child process is given it may log or pass on.
@@ -63,10 +69,15 @@ async def copy_with_system_tool(
     return process.returncode == 0
 
 
-def last_code_block(markdown: str) -> str | None:
-    """The content of the last fenced or indented code block in `markdown`, if any."""
+def code_blocks(markdown: str) -> list[str]:
+    """The contents of the fenced and indented code blocks in `markdown`, in order."""
     from markdown_it import MarkdownIt  # loaded when first used, not for the first frame
 
     tokens = MarkdownIt("commonmark").parse(markdown)
-    blocks = [token.content for token in tokens if token.type in ("fence", "code_block")]
+    return [token.content for token in tokens if token.type in ("fence", "code_block")]
+
+
+def last_code_block(markdown: str) -> str | None:
+    """The content of the last fenced or indented code block in `markdown`, if any."""
+    blocks = code_blocks(markdown)
     return blocks[-1] if blocks else None

@@ -57,6 +57,7 @@ def conversation_from_store(
                 usage=usage,
                 error=message.error,
                 receipt=_settled_receipt(message),
+                id=message.id,
             )
         )
     return conversation

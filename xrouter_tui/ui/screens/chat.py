@@ -27,7 +27,10 @@ from xrouter_tui.payments import PaymentRefused, Quote, SignedPayment, format_us
 from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.resends import MIN_SECONDS_LEFT as RESEND_MARGIN
 from xrouter_tui.resends import Resend, kept_resend, last_unanswered
+from xrouter_tui.safe_text import terminal_text
+from xrouter_tui.ui.clipboard import code_blocks
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
+from xrouter_tui.ui.message_cursor import MessageCursor
 from xrouter_tui.ui.messages import (
     ModelChanged,
     ResponseComplete,
@@ -74,6 +77,54 @@ class ChatScreen(Screen[None]):
             tooltip="Ask again for a lost answer with the payment already signed for it, while "
             "it is valid: it cannot be charged twice",
         ),
+        # The message cursor: priority, so that the prompt (which keeps the focus) does not
+        # take them first; without a selected message they fall through to the prompt.
+        Binding(
+            "alt+up",
+            "select_message(-1)",
+            "Select",
+            priority=True,
+            show=False,
+            tooltip="Select the previous message (c copy, b code, e edit, r regenerate)",
+        ),
+        Binding(
+            "alt+down",
+            "select_message(1)",
+            "Next",
+            priority=True,
+            show=False,
+            tooltip="Select the next message",
+        ),
+        Binding("c", "copy_message", "Copy", priority=True, tooltip="Selected: copy it"),
+        Binding(
+            "b",
+            "copy_code",
+            "Code",
+            priority=True,
+            tooltip="Selected: copy its code block (again: the next one)",
+        ),
+        Binding(
+            "e",
+            "edit_message",
+            "Edit",
+            priority=True,
+            tooltip="Selected question: edit it in the prompt; sent, it goes to a fork",
+        ),
+        Binding(
+            "r",
+            "regenerate",
+            "Regenerate",
+            priority=True,
+            tooltip="Selected answer: ask its question again in a fork (F2 first for another "
+            "model)",
+        ),
+        Binding(
+            "escape",
+            "back_to_prompt",
+            "Back",
+            priority=True,
+            tooltip="Leave the selected message (or the fork being edited) for the prompt",
+        ),
     ]
 
     app: ChatApp
@@ -88,6 +139,10 @@ class ChatScreen(Screen[None]):
         self._estimate_timer: Timer | None = None
         # The last turn, when its paid answer was lost and its payment can be sent again.
         self._lost: _LostAnswer | None = None
+        self.cursor = MessageCursor()
+        # While an earlier question is edited or asked again: how many of the conversation's
+        # messages the fork keeps (those before that question).
+        self._fork_at: int | None = None
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="chat-log")
@@ -156,12 +211,26 @@ class ChatScreen(Screen[None]):
             return self.streaming
         if action == "retry":
             return self.can_retry
+        if action in _ON_SELECTED:
+            selected = self._selected()
+            if selected is None:
+                return False
+            role = selected[1].role
+            if action == "edit_message":
+                return role == "user" and not self.streaming
+            if action == "regenerate":
+                return role == "assistant" and not self.streaming
+            return True
+        if action == "back_to_prompt":
+            return self.cursor.active or self._fork_at is not None
         return True
 
     # -- the price of the prompt as typed -------------------------------------------------
 
     @on(PromptInput.Changed)
     def _prompt_changed(self) -> None:
+        if self.cursor.active:
+            self._leave_cursor()  # typing goes back to the prompt
         # Debounced: the figure follows the typing without a sum per key.
         if self._estimate_timer is not None:
             self._estimate_timer.stop()
@@ -195,11 +264,18 @@ class ChatScreen(Screen[None]):
             )
 
     def choose_context(self, text: str, max_tokens: int) -> Context:
-        """What a turn asking `text` sends: the newest exchanges that fit (see `context`)."""
+        """What a turn asking `text` sends: the newest exchanges that fit (see `context`); in
+        a fork being made, those before the question it starts at."""
         model = self.app.model_info(self.app.model)
+        conversation = self.conversation
+        if self._fork_at is not None:
+            conversation = Conversation(
+                system_prompt=conversation.system_prompt,
+                messages=conversation.messages[: self._fork_at],
+            )
         return choose_context(
-            self.conversation.system_prompt,
-            self.conversation.earlier(),
+            conversation.system_prompt,
+            conversation.earlier(),
             text,
             context_length=model.context_length if model is not None else None,
             max_tokens=max_tokens,
@@ -252,12 +328,17 @@ class ChatScreen(Screen[None]):
             prompt.restore(text)
             self.notify(str(exc), title="Not sent", severity="error", timeout=10)
             return
+        if self._fork_at is not None and not await self._open_fork():
+            prompt.restore(text)
+            return
         model = self.app.model
         question = self.conversation.add(ChatMessage("user", text))
         answer = self.conversation.add(
             ChatMessage("assistant", "", model=model, status=MessageStatus.STREAMING)
         )
         journal = self._begin_journal(text, model)
+        if journal is not None:
+            question.id, answer.id = journal.question_id, journal.reply_id
         log = self.query_one(ChatLog)
         view = AnswerMessage(model)
         await log.mount_all([UserMessage(text), view])
@@ -462,6 +543,111 @@ class ChatScreen(Screen[None]):
             answered,
         )
 
+    # -- the message cursor, and forks -------------------------------------------------
+
+    def _selected(self) -> tuple[int, ChatMessage] | None:
+        return self.cursor.message(self.query_one(ChatLog).messages(), self.conversation.messages)
+
+    def action_select_message(self, step: int) -> None:
+        """Select the previous (-1) or next (1) message of the log."""
+        selected = self.cursor.move(self.query_one(ChatLog).messages(), step)
+        self.query_one(PromptInput).cursor_keys = CURSOR_KEYS if selected else frozenset()
+        self.refresh_bindings()
+
+    def action_back_to_prompt(self) -> None:
+        """Leave the selected message, or the fork being edited, for the prompt."""
+        if self.cursor.active:
+            self._leave_cursor()
+            return
+        if self._fork_at is not None:
+            self._fork_at = None
+            self.query_one(PromptInput).clear()
+            self.notify("Not forked: the conversation goes on as it was.")
+            self.show_estimate()
+            self.refresh_bindings()
+
+    def _leave_cursor(self) -> None:
+        self.cursor.clear()
+        self.query_one(PromptInput).cursor_keys = frozenset()
+        self.refresh_bindings()
+
+    async def action_copy_message(self) -> None:
+        """Copy the selected message, its Markdown as written."""
+        selected = self._selected()
+        if selected is not None:
+            what = "the question" if selected[1].role == "user" else "the answer"
+            await self.app.copy_message(selected[1].content, what)
+
+    async def action_copy_code(self) -> None:
+        """Copy the selected message's code block; pressed again, the next one."""
+        selected = self._selected()
+        if selected is None:
+            return
+        blocks = code_blocks(terminal_text(selected[1].content))
+        if not blocks:
+            self.notify("This message has no code block.", severity="warning")
+            return
+        index = self.cursor.code_index % len(blocks)
+        self.cursor.code_index = index + 1
+        where = f"code block {index + 1} of {len(blocks)}" if len(blocks) > 1 else "its code block"
+        await self.app.copy_message(blocks[index], where)
+
+    def action_edit_message(self) -> None:
+        """Put the selected question in the prompt: sent, it goes to a fork of the
+        conversation that keeps what came before it; this one stays as it is."""
+        self._start_fork("Edit the question")
+
+    def action_regenerate(self) -> None:
+        """Ask the selected answer's question again, in a fork that keeps what came before
+        it (with the model picked now): its price shows in the prompt before it is sent."""
+        self._start_fork("Regenerate")
+
+    def _start_fork(self, what: str) -> None:
+        selected = self._selected()
+        if selected is None:
+            return
+        index, message = selected
+        if message.role == "assistant":
+            questions = [i for i in range(index) if self.conversation.messages[i].role == "user"]
+            if not questions:
+                return
+            index = questions[-1]
+        question = self.conversation.messages[index]
+        self._leave_cursor()
+        self._fork_at = index
+        prompt = self.query_one(PromptInput)
+        prompt.restore(question.content)
+        self.notify(
+            f"{what}: Enter sends it to a new conversation, a fork of this one up to that "
+            "question (this one stays as it is). Esc leaves it.",
+            title="Fork",
+            timeout=8,
+        )
+        self.refresh_bindings()
+
+    async def _open_fork(self) -> bool:
+        """Make the fork the prompt's text is sent to, and open it; False when it cannot be
+        made (said)."""
+        keep, self._fork_at = self._fork_at or 0, None
+        store = self.app.store
+        if store is None or self.conversation_id is None:
+            self.notify("A fork needs the history, which is not open.", severity="error")
+            return False
+        kept = self.conversation.messages[:keep]
+        try:
+            if kept and kept[-1].id is not None:
+                fork_id = store.fork(self.conversation_id, kept[-1].id)
+            else:
+                info = store.conversation(self.conversation_id)
+                title = f"{info.title if info else 'conversation'} (fork)"
+                fork_id = store.new_conversation(
+                    self.app.model, self.conversation.system_prompt, title
+                )
+        except StoreError as exc:
+            self.app.history_failed(exc)
+            return False
+        return await self.open_conversation(fork_id)
+
     # -- a lost answer, asked for again with its own payment ----------------------------
 
     async def _offer_resend(
@@ -614,6 +800,11 @@ class ChatScreen(Screen[None]):
         status.last_charge = None
         status.session_spend = self.app.ledger.session_usd()
         self.query_one(PromptInput).focus()
+
+
+# The actions on the selected message, and their keys (not text while one is selected).
+_ON_SELECTED = frozenset({"copy_message", "copy_code", "edit_message", "regenerate"})
+CURSOR_KEYS = frozenset({"c", "b", "e", "r"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,14 @@ class PromptInput(TextArea):
         self._sent: list[str] = []
         # Where Up/Down browsing stands in `_sent`; None when the box holds the user's own text.
         self._recalled: int | None = None
+        # Keys that are not text while a message of the log is selected (its c, b, e, r): the
+        # screen's bindings get them. Any other key is typed, and leaves the selection.
+        self.cursor_keys: frozenset[str] = frozenset()
+
+    def check_consume_key(self, key: str, character: str | None = None) -> bool:
+        if key in self.cursor_keys:
+            return False
+        return super().check_consume_key(key, character)
 
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
