@@ -505,6 +505,11 @@ class ChatApp(App[None]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
+        yield SystemCommand(
+            "Compose in editor",
+            "Write the prompt in $VISUAL or $EDITOR (ctrl+g)",
+            chat.action_compose_in_editor,
+        )
         if chat.was_cut:
             yield SystemCommand(
                 "Continue the answer",

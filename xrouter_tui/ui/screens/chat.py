@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
@@ -29,6 +29,7 @@ from xrouter_tui.resends import MIN_SECONDS_LEFT as RESEND_MARGIN
 from xrouter_tui.resends import Resend, kept_resend, last_unanswered
 from xrouter_tui.safe_text import terminal_text
 from xrouter_tui.ui.clipboard import code_blocks
+from xrouter_tui.ui.editor import EditorError, edit_in_editor
 from xrouter_tui.ui.history import conversation_from_store, shown_messages
 from xrouter_tui.ui.message_cursor import MessageCursor
 from xrouter_tui.ui.messages import (
@@ -76,6 +77,12 @@ class ChatScreen(Screen[None]):
             "Retry same payment",
             tooltip="Ask again for a lost answer with the payment already signed for it, while "
             "it is valid: it cannot be charged twice",
+        ),
+        Binding(
+            "ctrl+g",
+            "compose_in_editor",
+            "Editor",
+            tooltip="Write the prompt in $VISUAL or $EDITOR; the edited text comes back here",
         ),
         # The message cursor: priority, so that the prompt (which keeps the focus) does not
         # take them first; without a selected message they fall through to the prompt.
@@ -245,7 +252,7 @@ class ChatScreen(Screen[None]):
         prices, the conversation so far and `max_tokens`; nothing is sent anywhere."""
         self._estimate_timer = None
         status = self.query_one(StatusBar)
-        text = self.query_one(PromptInput).text
+        text = self.query_one(PromptInput).full_text
         model = self.app.model_info(self.app.model)
         status.estimate, status.context = None, ""
         if not text.strip() or model is None:
@@ -543,6 +550,27 @@ class ChatScreen(Screen[None]):
             answered,
         )
 
+    # -- the prompt in the user's editor -------------------------------------------------
+
+    async def action_compose_in_editor(self) -> None:
+        """Open the prompt's text in the user's editor, the app suspended meanwhile; the
+        edited text comes back into the prompt."""
+        prompt = self.query_one(PromptInput)
+        text = prompt.full_text
+        env = self.app.env
+        try:
+            try:
+                with self.app.suspend():
+                    edited = edit_in_editor(text, env)
+            except SuspendNotSupported:
+                # No terminal to hand over (a headless run): only an editor that needs none.
+                edited = await asyncio.to_thread(edit_in_editor, text, env)
+        except EditorError as exc:
+            self.notify(str(exc), title="Editor", severity="error")
+            return
+        prompt.show_text(edited)
+        prompt.focus()
+
     # -- the message cursor, and forks -------------------------------------------------
 
     def _selected(self) -> tuple[int, ChatMessage] | None:
@@ -682,7 +710,7 @@ class ChatScreen(Screen[None]):
             self.notify("Its payment has expired: asking again is a new payment.")
             return
         prompt = self.query_one(PromptInput)
-        if prompt.text == lost.question.content:
+        if prompt.full_text == lost.question.content:
             prompt.clear()  # it was put back there when the answer failed
         lost.question.status = MessageStatus.COMPLETE
         answer = lost.answer

@@ -1,12 +1,17 @@
-"""The prompt box: Enter sends, Shift+Enter or ctrl+j starts a new line, Up recalls."""
+"""The prompt box: Enter sends, Shift+Enter or ctrl+j starts a new line, Up recalls; a large
+paste shows as one line ("[pasted 2,345 lines]") and is sent whole."""
 
 from __future__ import annotations
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+from textual.widgets.text_area import EditResult
 
-__all__ = ["PromptInput"]
+__all__ = ["PASTE_LINES", "PromptInput"]
+
+# A paste of more lines than this shows collapsed: the box stays usable, the text is all sent.
+PASTE_LINES = 20
 
 
 class PromptInput(TextArea):
@@ -28,6 +33,8 @@ class PromptInput(TextArea):
         # Keys that are not text while a message of the log is selected (its c, b, e, r): the
         # screen's bindings get them. Any other key is typed, and leaves the selection.
         self.cursor_keys: frozenset[str] = frozenset()
+        # The collapsed pastes in the box: what each placeholder stands for.
+        self._pastes: dict[str, str] = {}
 
     def check_consume_key(self, key: str, character: str | None = None) -> bool:
         if key in self.cursor_keys:
@@ -51,9 +58,45 @@ class PromptInput(TextArea):
         else:
             await super()._on_key(event)
 
+    @property
+    def full_text(self) -> str:
+        """What the box holds, each collapsed paste in full: what is sent."""
+        text = self.text
+        for placeholder, pasted in self._pastes.items():
+            text = text.replace(placeholder, pasted)
+        return text
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        if event.text.count("\n") + 1 <= PASTE_LINES or self.read_only:
+            await super()._on_paste(event)
+            return
+        event.stop()
+        event.prevent_default()
+        self.insert(self._collapsed(event.text))
+
+    def _collapsed(self, text: str) -> str:
+        """A placeholder for `text`, remembered until the box is cleared."""
+        placeholder = f"[pasted {text.count(chr(10)) + 1:,} lines]"
+        number = 1
+        while placeholder in self._pastes and self._pastes[placeholder] != text:
+            number += 1
+            placeholder = f"[pasted {text.count(chr(10)) + 1:,} lines #{number}]"
+        self._pastes[placeholder] = text
+        return placeholder
+
+    def show_text(self, text: str) -> None:
+        """Put `text` in the box in place of what is there (collapsed when it is long)."""
+        self._pastes.clear()
+        self.load_text(text if text.count("\n") + 1 <= PASTE_LINES else self._collapsed(text))
+        self.move_cursor(self.document.end)
+
+    def clear(self) -> EditResult:
+        self._pastes.clear()
+        return super().clear()
+
     def submit(self) -> None:
         """Send what is in the box, unless it is blank."""
-        text = self.text
+        text = self.full_text
         if not text.strip():
             return
         if not self._sent or self._sent[-1] != text:
@@ -66,8 +109,7 @@ class PromptInput(TextArea):
         """Put `text` back in the box (a turn that failed), unless the user typed meanwhile."""
         if self.text.strip():
             return
-        self.load_text(text)
-        self.move_cursor(self.document.end)
+        self.show_text(text)
         self._recalled = None
 
     def _may_recall_older(self) -> bool:
@@ -86,8 +128,7 @@ class PromptInput(TextArea):
             self.clear()
             return
         self._recalled = index
-        self.load_text(self._sent[index])
-        self.move_cursor(self.document.end)
+        self.show_text(self._sent[index])
 
     @staticmethod
     def _stop(event: events.Key) -> None:
