@@ -11,6 +11,7 @@ from decimal import Decimal
 
 import pytest
 
+from xrouter_tui.history import store as store_module
 from xrouter_tui.history.store import (
     SCHEMA_VERSION,
     PaymentRecord,
@@ -59,7 +60,7 @@ def integrity(path) -> list[str]:
     with sqlite3.connect(path) as db:
         checks = [row[0] for row in db.execute("PRAGMA integrity_check")]
         db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')")
-        db.execute("INSERT INTO titles_fts (titles_fts) VALUES ('integrity-check')")
+        db.execute("INSERT INTO conversations_fts (conversations_fts) VALUES ('integrity-check')")
     return checks
 
 
@@ -182,6 +183,145 @@ def test_search_is_full_text_over_titles_and_messages(store):
     store.rename(second, "Poems about autumn")
     assert [c.id for c in store.conversations(search="poems")] == [second]
     assert store.conversations(search="haiku") == [store.conversation(second)]  # in the text
+
+
+def test_a_conversation_matches_when_every_word_occurs_anywhere_in_it(store):
+    pirate = store.new_conversation("m", "You answer as a pirate would", "Cargo questions")
+    store.add_message(pirate, "user", "How many ships sail today?")
+    store.add_message(pirate, "assistant", "Shipping is slow this week.")
+    other = store.new_conversation("m", "", "Animals")
+    store.add_message(other, "user", "Tell me about elephants and one ship")
+    # Stems and prefixes: "ship" finds "ships" and "Shipping", "eleph" finds "elephants".
+    assert {c.id for c in store.conversations(search="ship")} == {pirate, other}
+    assert [c.id for c in store.conversations(search="shipping")] == [other, pirate]
+    assert [c.id for c in store.conversations(search="eleph")] == [other]
+    # The words may be in different messages, the title or the system prompt.
+    assert [c.id for c in store.conversations(search="cargo sail slow")] == [pirate]
+    assert [c.id for c in store.conversations(search="PIRATES week")] == [pirate]
+    assert store.conversations(search="pirate elephants") == []
+    # A word said twice, or with punctuation around it, is still that word.
+    assert [c.id for c in store.conversations(search="pirate, pirate!")] == [pirate]
+    # A changed system prompt is what is found.
+    store.set_settings(pirate, system_prompt="Answer as a poet", temperature=None, max_tokens=None)
+    assert store.conversations(search="pirate") == []
+    assert [c.id for c in store.conversations(search="poet")] == [pirate]
+    for nothing in ("", "   ", "*", '"', "- ( )"):
+        assert store.conversations(search=nothing) == []
+
+
+def test_search_text_is_never_fts5_syntax(store):
+    plain = store.new_conversation("m", "", "plain")
+    store.add_message(plain, "user", "NOT a OR b NEAR c AND title:plain x-402 ^d")
+    other = store.new_conversation("m", "", "other")
+    store.add_message(other, "user", "something else entirely")
+    # Each is taken as the words it holds, never as an operator, a column or a group.
+    odd = ('"NOT"', "NOT", "a OR", "b NEAR", "AND", "title:plain", 'x"402', "(c)", "^d", "NOT OR")
+    for search in odd:
+        assert [c.id for c in store.conversations(search=search)] == [plain], search
+
+
+def test_an_earlier_history_is_migrated_and_its_words_found_by_stem(path):
+    """A file written by the version before (schema 3) keeps everything and is searched the new
+    way: its rows are indexed again."""
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path, isolation_level=None) as db:
+        for statements in store_module._MIGRATIONS[:3]:
+            for statement in statements:
+                db.execute(statement)
+        db.execute("PRAGMA user_version = 3")
+        db.execute(
+            "INSERT INTO conversations (title, model, system_prompt, seq) "
+            "VALUES ('Old chat', 'm/one', 'You are a harbour master', 1)"
+        )
+        db.execute(
+            "INSERT INTO messages (conversation_id, role, content, status) "
+            "VALUES (1, 'user', 'Which ships arrive?', 'complete'), "
+            "(1, 'assistant', 'Two cargo vessels.', 'complete')"
+        )
+        db.execute(
+            "INSERT INTO payments (message_id, network, asset, amount, decimals, pay_to, payer, "
+            "nonce, valid_before, status) VALUES (2, 'base', 'usdc', 13500, 6, 'to', 'from', "
+            "'n', 1, 'settled')"
+        )
+    with Store.open(path) as store:
+        assert store.schema_version == SCHEMA_VERSION == 4
+        [info] = store.conversations()
+        assert (info.title, info.system_prompt, info.messages) == (
+            "Old chat",
+            "You are a harbour master",
+            2,
+        )
+        assert (info.temperature, info.max_tokens, info.forked_from) == (None, None, None)
+        assert info.spent_usd == Decimal("0.0135")
+        for search in ("ship", "harbours", "vessel cargo", "old"):
+            assert [c.id for c in store.conversations(search=search)] == [1], search
+    assert integrity(path) == ["ok"]
+
+
+def test_a_conversation_keeps_its_own_settings(store):
+    conversation = store.new_conversation("m", "be brief", "t")
+    store.set_settings(conversation, system_prompt="be kind", temperature=0.2, max_tokens=300)
+    info = store.conversation(conversation)
+    assert (info.system_prompt, info.temperature, info.max_tokens) == ("be kind", 0.2, 300)
+    assert store.history_messages(conversation) == [{"role": "system", "content": "be kind"}]
+    store.set_settings(conversation, system_prompt="", temperature=None, max_tokens=None)
+    info = store.conversation(conversation)
+    assert (info.system_prompt, info.temperature, info.max_tokens) == ("", None, None)
+
+
+def test_a_fork_copies_the_history_up_to_a_message_and_leaves_the_original(store, path):
+    original, _ = one_turn(store, "What is x402?", "A payment protocol.")
+    _, second_reply = one_turn(store, "And EIP-3009?", "Signed transfers.", conversation=original)
+    one_turn(store, "Third?", "Third answer.", conversation=original)
+    store.set_settings(original, system_prompt="be brief", temperature=0.7, max_tokens=256)
+    before = (store.conversation(original), store.messages(original), store.payments())
+
+    fork = store.fork(original, second_reply)
+    info = store.conversation(fork)
+    assert (info.title, info.forked_from, info.model) == ("What is x402? (fork)", original, "m/one")
+    assert (info.system_prompt, info.temperature, info.max_tokens) == ("be brief", 0.7, 256)
+    copied = store.messages(fork)
+    kept = before[1][:4]
+    assert [(m.role, m.content, m.model, m.status) for m in copied] == [
+        (m.role, m.content, m.model, m.status) for m in kept
+    ]
+    assert [(m.prompt_tokens, m.completion_tokens) for m in copied] == [
+        (m.prompt_tokens, m.completion_tokens) for m in kept
+    ]
+    # The money stays with the original: no payment is copied, nothing spent twice.
+    assert all(m.payment is None for m in copied) and info.spent_usd == 0
+    assert store.payments() == before[2]
+    assert (store.conversation(original), store.messages(original)) == before[:2]
+    # The newest conversation, found by its words like any other.
+    assert store.latest_conversation_id() == fork
+    assert {c.id for c in store.conversations(search="EIP-3009")} == {original, fork}
+    assert [c.id for c in store.conversations(search="third")] == [original]
+
+    named = store.fork(original, kept[0].id, title="Only the question")
+    assert store.conversation(named).title == "Only the question"
+    assert [m.content for m in store.messages(named)] == ["What is x402?"]
+    # Deleting the original leaves its forks.
+    assert store.delete(original)
+    assert store.conversation(fork).forked_from is None and len(store.messages(fork)) == 4
+    assert integrity(path) == ["ok"]
+
+
+def test_a_fork_at_a_message_of_another_conversation_makes_nothing(store):
+    first, first_reply = one_turn(store, "one", "1")
+    second, _ = one_turn(store, "two", "2")
+    with pytest.raises(StoreError, match="no message"):
+        store.fork(second, first_reply)
+    assert [c.id for c in store.conversations()] == [second, first]
+
+
+def test_a_fork_of_an_answer_still_streaming_is_interrupted_in_the_copy(store):
+    conversation = store.new_conversation("m", "", "t")
+    store.add_message(conversation, "user", "q")
+    reply = store.add_message(conversation, "assistant", "so far", status="streaming")
+    fork = store.fork(conversation, reply)
+    assert [m.status for m in store.messages(fork)] == ["complete", "interrupted"]
+    assert [m.status for m in store.messages(conversation)] == ["complete", "streaming"]
+    store.finish_message(reply, "complete", text="done")
 
 
 def test_rename_and_delete(store, path):
