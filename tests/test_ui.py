@@ -279,7 +279,8 @@ async def test_the_log_follows_the_stream_only_while_the_reader_is_at_the_bottom
 
 async def test_f2_picks_a_model_by_fuzzy_filter_and_remembers_it():
     posted = Posted()
-    with demo_chat() as chat:
+    # Not the demo: it remembers nothing for real use (test_ui_continue.py).
+    with demo_chat(demo=False) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await wait_for(pilot, lambda: len(chat.app.models) > 5, "the live model list")
             await pilot.press("f2")
@@ -366,7 +367,7 @@ async def test_the_command_palette_copies_the_last_answer_and_its_code():
 
 
 async def test_the_theme_is_remembered():
-    with demo_chat() as chat:
+    with demo_chat(demo=False) as chat:
         async with chat.app.run_test(size=SIZE) as pilot:
             pilot.app.theme = "nord"
             await pilot.pause()

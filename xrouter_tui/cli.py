@@ -28,7 +28,7 @@ from xrouter_tui.commands.console import (
     Console,
     silence_stdout,
 )
-from xrouter_tui.commands.options import add_model_options, add_router_options
+from xrouter_tui.commands.options import add_model_options, add_router_options, id_argument
 
 __all__ = [
     "COMMANDS",
@@ -75,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     add_router_options(parser)
     add_model_options(parser)
+    # The chat's own (each command has its options after its word).
+    opened = parser.add_mutually_exclusive_group()
+    opened.add_argument(
+        "-c",
+        "--continue",
+        dest="open_latest",
+        action="store_true",
+        help="open the chat on the most recent conversation",
+    )
+    opened.add_argument(
+        "--cid", dest="open_cid", type=id_argument, metavar="ID", help="open this conversation"
+    )
     # The options exist before and after the command word; only a given one may set them, or
     # the command's silent default would undo `xrouter-tui --demo ask …`.
     parser.set_defaults(demo=False, base_url=None, model=None, max_tokens=None)

@@ -34,6 +34,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
             # it in a thread once it is on screen (and offers a setup when it holds no key).
             account = load_account(env, use_keyring=False)
         router = RouterSetup(base_url, account, networks, demo=args.demo)
-        app = ChatApp(settings, router, env=env, model=args.model, max_tokens=args.max_tokens)
+        opened = "latest" if args.open_latest else args.open_cid
+        app = ChatApp(
+            settings,
+            router,
+            env=env,
+            model=args.model,
+            max_tokens=args.max_tokens,
+            conversation=opened,
+        )
         app.run()
     return EXIT_OK

@@ -110,9 +110,12 @@ class ChatApp(App[None]):
         env: Mapping[str, str] | None = None,
         model: str | None = None,
         max_tokens: int | None = None,
+        conversation: int | Literal["latest"] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        # The conversation to open at start (`-c`: the latest, `--cid ID`: that one).
+        self._open_at = conversation
         self.router = router
         self.env = os.environ if env is None else env
         self.model = model or settings.model
@@ -194,10 +197,32 @@ class ChatApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.set_timer(LOAD_AFTER_FIRST_FRAME, self._load_after_first_frame)
 
+    async def open_at_start(self, chat: ChatScreen) -> None:
+        """Go on with the conversation the command line named, if it named one (the `chat`
+        screen calls this once it is up); say so when there is none."""
+        wanted, self._open_at = self._open_at, None
+        if wanted is None:
+            return
+        store = self.store
+        conversation_id = store.latest_conversation_id() if store and wanted == "latest" else wanted
+        if isinstance(conversation_id, int) and await chat.open_conversation(conversation_id):
+            return
+        if wanted == "latest":
+            self.notify("No conversation to continue yet: this is a new one.", title="History")
+        else:
+            self.notify(
+                f"No conversation with id {wanted} in the history: this is a new one.",
+                title="History",
+                severity="warning",
+            )
+
     def _load_after_first_frame(self) -> None:
         """What the chat needs soon but not for its first frame: the wallet (its address, or
         the keyring), the router client and the live model list."""
-        self.chat.load_wallet()
+        chat = next((s for s in self.screen_stack if isinstance(s, ChatScreen)), None)
+        if chat is None:
+            return  # the app is closing already
+        chat.load_wallet()
         self._fetch_models()
 
     async def on_unmount(self) -> None:
@@ -376,7 +401,8 @@ class ChatApp(App[None]):
         self.model = model
         self.chat.query_one(StatusBar).model = model
         try:
-            save_setting("model", model, self.env)
+            if not self.router.demo:  # a demo's pick is not the user's choice for real use
+                save_setting("model", model, self.env)
         except ConfigError as exc:
             self.notify(
                 f"{model} is used now but could not be remembered: {exc}", severity="warning"
@@ -385,7 +411,10 @@ class ChatApp(App[None]):
         self.notify(f"Model: {model}", timeout=2)
 
     def remember_model_use(self, model: str) -> None:
-        """Count `model` as used lately, so the picker lists it first next time."""
+        """Count `model` as used lately, so the picker lists it first next time (not in the
+        demo, whose models are the local router's)."""
+        if self.router.demo:
+            return
         try:
             self.catalog.remember(model)
         except OSError as exc:
@@ -599,6 +628,8 @@ class ChatApp(App[None]):
         return "through the terminal"
 
     def _remember_theme(self, theme: object) -> None:
+        if self.router.demo:
+            return  # the demo never writes the user's config.toml
         try:
             save_setting("theme", self.theme, self.env)
         except ConfigError as exc:

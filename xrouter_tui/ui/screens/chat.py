@@ -159,6 +159,7 @@ class ChatScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.conversation.system_prompt = self.app.settings.system_prompt
+        self.call_after_refresh(self.app.open_at_start, self)
         status = self.query_one(StatusBar)
         status.model = self.app.model
         router = self.app.router
