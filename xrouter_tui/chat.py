@@ -60,6 +60,9 @@ class Conversation:
     # What the answers cost that are known only by their amount: those of a conversation resumed
     # from the history, whose signed payments are not in memory.
     carried_usd: Decimal = Decimal(0)
+    # The conversation's own temperature and max_tokens; None: the user's defaults.
+    temperature: float | None = None
+    max_tokens: int | None = None
     # `earlier()`'s messages, with what the conversation looked like when they were made.
     _earlier: tuple[object, list[dict[str, str]]] | None = field(
         default=None, repr=False, compare=False

@@ -535,6 +535,11 @@ class ChatApp(App[None]):
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
         yield SystemCommand(
+            "Conversation settings",
+            "This conversation's system prompt, temperature and max_tokens (kept with it)",
+            chat.action_conversation_settings,
+        )
+        yield SystemCommand(
             "Compose in editor",
             "Write the prompt in $VISUAL or $EDITOR (ctrl+g)",
             chat.action_compose_in_editor,

@@ -40,6 +40,7 @@ from xrouter_tui.ui.messages import (
     ResponseStopped,
 )
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
+from xrouter_tui.ui.screens.conversation_settings import ConversationSettings, SettingsDialog
 from xrouter_tui.ui.turn import TurnSettings, TurnStats, run_turn
 from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog, RetryHint, UserMessage
 from xrouter_tui.ui.widgets.prompt import PromptInput
@@ -192,6 +193,68 @@ class ChatScreen(Screen[None]):
         return any(worker.is_running for worker in self.workers if worker.group == "turn")
 
     @property
+    def max_tokens(self) -> int:
+        """The max_tokens of this conversation's turns: its own, else the user's."""
+        return self.conversation.max_tokens or self.app.max_tokens
+
+    @property
+    def temperature(self) -> float | None:
+        """The temperature of its turns: its own, else the user's (None: the router's)."""
+        own = self.conversation.temperature
+        return own if own is not None else self.app.settings.temperature
+
+    def action_conversation_settings(self) -> None:
+        """Edit this conversation's system prompt, temperature and max_tokens (saved with it,
+        and used by `ask -c` too)."""
+        conversation = self.conversation
+        current = ConversationSettings(
+            conversation.system_prompt, conversation.temperature, conversation.max_tokens
+        )
+        defaults = ConversationSettings(
+            self.app.settings.system_prompt, self.app.settings.temperature, self.app.max_tokens
+        )
+        self.app.push_screen(SettingsDialog(current, defaults), self._use_settings)
+
+    def _use_settings(self, chosen: ConversationSettings | None) -> None:
+        if chosen is None:
+            return
+        conversation = self.conversation
+        conversation.system_prompt = chosen.system_prompt
+        conversation.temperature, conversation.max_tokens = chosen.temperature, chosen.max_tokens
+        self._save_settings()
+        self._show_settings()
+        self.show_estimate()
+        self.notify("Saved for this conversation.", title="Settings", timeout=3)
+
+    def _save_settings(self) -> None:
+        """Keep the conversation's settings in the history (once it is there)."""
+        store, conversation = self.app.store, self.conversation
+        if store is None or self.conversation_id is None:
+            return
+        try:
+            store.set_settings(
+                self.conversation_id,
+                system_prompt=conversation.system_prompt,
+                temperature=conversation.temperature,
+                max_tokens=conversation.max_tokens,
+            )
+        except StoreError as exc:
+            self.app.history_failed(exc)
+
+    def _show_settings(self) -> None:
+        """The conversation's own settings in the status bar, where they differ from the
+        user's."""
+        conversation, settings = self.conversation, self.app.settings
+        own: list[str] = []
+        if conversation.system_prompt != settings.system_prompt:
+            own.append("own system prompt")
+        if conversation.temperature is not None:
+            own.append(f"temp {conversation.temperature:g}")
+        if conversation.max_tokens is not None:
+            own.append(f"max {conversation.max_tokens}")
+        self.query_one(StatusBar).conversation_settings = " · ".join(own)
+
+    @property
     def was_cut(self) -> bool:
         """True when the last answer was cut at max_tokens and nothing streams now."""
         answer = self.conversation.last_answer()
@@ -260,11 +323,11 @@ class ChatScreen(Screen[None]):
             return
         try:
             # Exactly the messages the turn would send.
-            context = self.choose_context(text, self.app.max_tokens)
+            context = self.choose_context(text, self.max_tokens)
         except PromptTooLong:
             return  # said when it is sent
         guide = self.app.price_guide
-        status.estimate = guide.estimate(model, context.messages, self.app.max_tokens)
+        status.estimate = guide.estimate(model, context.messages, self.max_tokens)
         history_usd = guide.input_usd(model, context.history_tokens)
         if context.history_tokens and history_usd is not None:
             status.context = (
@@ -328,7 +391,7 @@ class ChatScreen(Screen[None]):
             self.notify("An answer is still streaming: Esc stops it.", severity="warning")
             return
         self._forget_lost()
-        max_tokens = max_tokens or self.app.max_tokens
+        max_tokens = max_tokens or self.max_tokens
         try:
             context = self.choose_context(text, max_tokens)
         except PromptTooLong as exc:
@@ -371,10 +434,14 @@ class ChatScreen(Screen[None]):
             system_prompt=self.conversation.system_prompt,
         )
         try:
+            new = self.conversation_id is None
             self.conversation_id = journal.begin(text)
         except StoreError as exc:
             self.app.history_failed(exc)
             return None
+        own = self.conversation.temperature, self.conversation.max_tokens
+        if new and own != (None, None):
+            self._save_settings()  # chosen before its first question
         return journal
 
     def _save_end(
@@ -418,7 +485,7 @@ class ChatScreen(Screen[None]):
         settings = TurnSettings(
             model=answer.model,
             max_tokens=max_tokens,
-            temperature=self.app.settings.temperature,
+            temperature=self.temperature,
         )
         sent = self.conversation.history() if messages is None else messages
         model_info = self.app.model_info(answer.model)
@@ -807,6 +874,10 @@ class ChatScreen(Screen[None]):
         self.action_stop()
         self._forget_lost()
         self.conversation = conversation_from_store(info, messages)
+        self.conversation.temperature, self.conversation.max_tokens = (
+            info.temperature,
+            info.max_tokens,
+        )
         self.conversation_id = info.id
         await self.query_one(ChatLog).show_history(shown_messages(messages, self.app.models))
         await self._offer_resend_of_saved(messages)
@@ -828,6 +899,7 @@ class ChatScreen(Screen[None]):
         status.tokens = ""
         status.last_charge = None
         status.session_spend = self.app.ledger.session_usd()
+        self._show_settings()
         self.query_one(PromptInput).focus()
 
 

@@ -50,6 +50,8 @@ class StatusBar(Widget):
     estimate: reactive[Decimal | None] = reactive(None)
     # How much of that the conversation's history is: "12K tok · $0.004100" ("" for none).
     context: reactive[str] = reactive("")
+    # The conversation's own settings where they differ from the user's: "temp 0.2 · max 2048".
+    conversation_settings: reactive[str] = reactive("")
     wallet: reactive[str] = reactive("")
     # True while the wallet key is being read from the keyring, which may ask to be unlocked.
     opening_keyring: reactive[bool] = reactive(False)
@@ -84,6 +86,8 @@ class StatusBar(Widget):
             parts.append((" DEMO ", "status-bar--demo"))
         # The id as the router spelled it may hold escapes; it is shown without them.
         parts.append((one_line(self.model) or "no model", "status-bar--model"))
+        if self.conversation_settings:
+            parts.append((self.conversation_settings, "status-bar--muted"))
         if self.estimate is not None:
             estimate = format_usd(self.estimate)
             parts.append((f"up to {estimate}" if wordy else f"≤{estimate}", "status-bar--estimate"))
