@@ -14,6 +14,7 @@ from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import Store
 from xrouter_tui.payments import BASE_SEPOLIA
 from xrouter_tui.ui.widgets.chat_log import UserMessage
+from xrouter_tui.ui.widgets.prompt import PromptInput
 
 
 def saved_conversations() -> tuple[int, int]:
@@ -70,3 +71,16 @@ async def test_the_demo_never_writes_the_users_config():
             await pilot.pause()
             assert pilot.app.model == "openai/gpt-4o"
     assert not (config_dir() / "config.toml").exists()
+
+
+async def test_up_in_an_empty_prompt_recalls_questions_of_earlier_runs():
+    saved_conversations()
+    with start_dev_server(DevServerConfig(network=BASE_SEPOLIA.v1_name)) as router:
+        app = make_app(router.url)
+        async with app.run_test(size=SIZE) as pilot:
+            box = pilot.app.chat.query_one(PromptInput)
+            await wait_for(pilot, lambda: box._sent, "the earlier questions")
+            await pilot.press("up")
+            assert box.text == "the newer question"
+            await pilot.press("up")
+            assert box.text == "the older question"

@@ -896,6 +896,16 @@ class Store:
         )
         return [StoredPayment(*row) for row in rows]
 
+    def recent_prompts(self, limit: int = 200) -> list[str]:
+        """The questions asked lately, in every conversation, newest first, each once."""
+        rows = self._read(
+            "SELECT content FROM messages WHERE role = 'user' AND content != '' "
+            "ORDER BY id DESC LIMIT ?",
+            (limit * 2,),
+        )
+        prompts = list(dict.fromkeys(row[0] for row in rows))
+        return prompts[:limit]
+
     def latest_conversation_id(self) -> int | None:
         """The most recently updated conversation, or None when there is none."""
         rows = self._read("SELECT id FROM conversations ORDER BY seq DESC LIMIT 1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -31,6 +32,7 @@ from xrouter_tui.ui.messages import ModelChanged, WalletChanged
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
 from xrouter_tui.ui.widgets.chat_log import AnswerFooter
+from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
@@ -224,6 +226,10 @@ class ChatApp(App[None]):
             return  # the app is closing already
         chat.load_wallet()
         self._fetch_models()
+        if self.store is not None:
+            # Up in an empty prompt recalls the questions of earlier runs too.
+            with suppress(StoreError):
+                chat.query_one(PromptInput).remember(self.store.recent_prompts())
 
     async def on_unmount(self) -> None:
         if self._client is not None:

@@ -58,6 +58,12 @@ class PromptInput(TextArea):
         else:
             await super()._on_key(event)
 
+    def remember(self, earlier: list[str]) -> None:
+        """Add prompts of earlier runs (newest first) before this run's, for Up to recall."""
+        known = set(self._sent)
+        older = [text for text in reversed(earlier) if text not in known]
+        self._sent[:0] = older
+
     @property
     def full_text(self) -> str:
         """What the box holds, each collapsed paste in full: what is sent."""
