@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from tests import test_cli
 from tests.test_cli import PROGRAM, assert_clean, run
 from xrouter_tui.commands.history_table import history_json, history_table
-from xrouter_tui.history.export import export_json, export_markdown
+from xrouter_tui.history.export import export_json, export_markdown, nest_headings
 from xrouter_tui.history.store import ConversationInfo
 
 # test_cli's fixtures: a fresh wallet key, and the local router on Base (by name).
@@ -159,12 +160,54 @@ def test_search_finds_words_in_titles_and_answers(ask):
     assert [c["id"] for c in history("--search", "ELEPHANTS")] == [1]
     # The dev server's answers share this sentence: the search looks in answers too.
     assert {c["id"] for c in history("--search", "local dev server")} == {1, 2}
+    # Words by their stems and prefixes, each anywhere in the conversation.
+    assert [c["id"] for c in history("--search", "giraffe")] == [2]
+    assert [c["id"] for c in history("--search", "eleph server")] == [1]
     assert history("--search", "zebras") == []
     table = run("history", "--search", "giraffes")
     assert table.returncode == 0
     header, row = table.stdout.strip().splitlines()
     assert header.split() == ["ID", "UPDATED", "MODEL", "MSGS", "SPENT", "TITLE"]
     assert row.split()[0] == "2" and row.endswith("Tell me about giraffes")
+
+
+def test_no_match_never_reads_as_an_empty_history(ask):
+    for search in ([], ["--search", "zebras"]):
+        empty = run("history", *search)
+        assert (empty.returncode, empty.stdout) == (0, "No saved conversations yet.\n")
+    assert ask("Tell me about elephants").returncode == 0
+    missed = run("history", "--search", "zebras  elephants")
+    assert (missed.returncode, missed.stdout) == (
+        0,
+        'No conversation matches "zebras elephants".\n',
+    )
+    assert history("--search", "zebras") == []
+    # An empty search is no search: everything is listed.
+    assert [c["id"] for c in history("--search", " ")] == [1]
+
+
+def test_the_demo_keeps_its_conversations_apart():
+    demo = run("ask", "--demo", "Tell me about ships")
+    assert demo.returncode == 0, demo.stderr
+    assert run("history").stdout == "No saved conversations yet.\n"
+    # --demo after the command word, or before it, as for every command.
+    for args in (["history", "--demo"], ["--demo", "history"]):
+        result = run(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        [listed] = json.loads(result.stdout)
+        assert listed["title"] == "Tell me about ships" and listed["messages"] == 2
+    table = run("history", "--demo", "--search", "ship")
+    assert table.stdout.strip().splitlines()[1].endswith("Tell me about ships")
+    exported_demo = run("export", "1", "--demo", "--format", "json")
+    assert exported_demo.returncode == 0, exported_demo.stderr
+    document = json.loads(exported_demo.stdout)
+    assert document["messages"][1]["payment"]["network"] == "base-sepolia"
+    missing = run("export", "1")
+    assert missing.returncode == 2
+    assert "no conversation with id 1 (`xrouter-tui history` lists them)." in missing.stderr
+    assert run("history", "--demo", "--search", "zebra").stdout == (
+        'No conversation matches "zebra".\n'
+    )
 
 
 def test_export_markdown_has_a_front_matter_and_every_message(ask, router):
@@ -183,6 +226,38 @@ def test_export_markdown_has_a_front_matter_and_every_message(ask, router):
         assert f'  - "{payment.transaction}"' in front
     assert body.index("first question") < body.index("second question")
     assert body.count("## You") == 2
+
+
+def test_export_markdown_has_the_system_prompt_and_the_answers_headings_beneath(ask, router):
+    assert ask("-s", "You are a harbour master.\n# Rules\nBe brief.", "ships").returncode == 0
+    result = run("export", "1")
+    assert result.returncode == 0, result.stderr
+    _front, body = result.stdout.split("\n---\n", 1)
+    answer = router.state.payments[0]  # the local router's answer opens with "## ships"
+    assert "## ships" in exported(1)["messages"][1]["content"]
+    # The document's outline: the title, then one section per part, the rest beneath them.
+    outline = [line for line in body.splitlines() if re.match(r"#{1,2} ", line)]
+    assert outline[:3] == ["# ships", "## System prompt", "## You"]
+    assert outline[3].startswith("## Assistant (") and len(outline) == 4
+    assert "You are a harbour master.\n### Rules\nBe brief." in body
+    assert "\n### ships\n" in body
+    assert answer.transaction in body
+
+
+def test_nested_headings_leave_code_alone_and_keep_their_distances():
+    answer = (
+        "Intro\n\n# Title\n\nText\n\n## Part\n\n```python\n# a comment\n```\n\n"
+        "~~~\n## not a heading\n~~~\n\nSetext\n======\n\n    # indented code\n"
+        "\n#hashtag\n\n##### Deep\n###### Deepest"
+    )
+    assert nest_headings(answer, 2) == (
+        "Intro\n\n### Title\n\nText\n\n#### Part\n\n```python\n# a comment\n```\n\n"
+        "~~~\n## not a heading\n~~~\n\n### Setext\n\n    # indented code\n"
+        "\n#hashtag\n\n###### Deep\n###### Deepest"
+    )
+    assert nest_headings("### Already beneath\n#### and more", 2) == (
+        "### Already beneath\n#### and more"
+    )
 
 
 def test_export_of_an_unknown_id_is_one_line_and_exit_2():
@@ -330,6 +405,13 @@ def test_one_amount_reads_the_same_in_the_table_the_json_and_the_export():
     assert "  $0.013500  " in history_table([info])
     assert json.loads(export_json(info, []))["spent_usd"] == "0.013500"
     assert 'cost_usd: "0.013500"' in export_markdown(info, [])
+    # Positional as before; the conversation's own settings come last, with defaults.
+    assert (info.temperature, info.max_tokens, info.forked_from) == (None, None, None)
+    tuned = replace(info, temperature=0.5, max_tokens=200, forked_from=3)
+    assert {"temperature: 0.5", "max_tokens: 200", "forked_from: 3"} <= set(
+        export_markdown(tuned, []).splitlines()
+    )
+    assert json.loads(export_json(tuned, []))["temperature"] == 0.5
     nothing = replace(info, spent_usd=Decimal(0))
     assert json.loads(history_json([nothing]))[0]["spent_usd"] == "0.000000"
     assert "  $0.000000  " in history_table([nothing])

@@ -11,12 +11,14 @@ import io
 import json
 import os
 from collections import defaultdict
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
 from tests import test_cli
 from tests.test_cli import assert_clean, run
+from tests.test_store import PAYMENT
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import Store
 from xrouter_tui.payments import format_usd
@@ -175,29 +177,55 @@ def test_json_and_csv_cannot_both_be_asked_for():
     assert result.returncode == 2 and "not allowed" in result.stderr
 
 
-def test_demo_payments_are_not_counted_unless_their_network_is_allowed(isolated_environment):
+def test_the_demo_pays_into_a_history_of_its_own(isolated_environment):
     demo = run("ask", "--demo", "hello")
     assert demo.returncode == 0, demo.stderr
     # An empty ledger after a paid demo says where the payment went, and how to see it.
     assert spend().splitlines() == [
         "No payments yet.",
         "",
-        "Not counted: 1 payment on Base Sepolia (test network), not in allowed_networks; "
-        "`xrouter-tui spend --demo` lists the demo's.",
+        "Not counted: 1 payment of the demo, kept in its own history; "
+        "`xrouter-tui spend --demo` lists them.",
     ]
     ledger = spend_json()
     assert ledger["payments"] == [] and ledger["all_time_usd"] == "0.000000"
-    [shown] = json.loads(spend("--demo", "--json"))["payments"]
-    assert shown["network"] == "base-sepolia" and shown["status"] == "settled"
+    for args in (["spend", "--demo"], ["--demo", "spend"]):
+        result = run(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        [shown] = json.loads(result.stdout)["payments"]
+        assert shown["network"] == "base-sepolia" and shown["status"] == "settled"
+        assert shown["conversation_id"] == 1
     table = spend("--demo")
     assert table.startswith(f"Demo, on Base Sepolia (test network): today {shown_usd(shown)}")
     assert shown["tx"][:6] in table and "Not counted" not in table
-    # The demo's payment is in the history: allowing its test network shows it.
+    # Even with its test network allowed, the user's ledger holds none of the demo's money.
     config = isolated_environment / "config"
     config.mkdir()
     (config / "config.toml").write_text('allowed_networks = ["base", "base-sepolia"]\n')
-    [payment] = spend_json()["payments"]
-    assert payment["network"] == "base-sepolia" and payment["status"] == "settled"
+    assert spend_json()["payments"] == []
+    with Store.open(history_path(os.environ)) as store:
+        assert store.payments() == []
+    with Store.open(history_path(os.environ, demo=True)) as store:
+        assert [p.tx for p in store.payments()] == [shown["tx"]]
+
+
+def test_payments_on_a_network_not_allowed_are_said_and_not_counted(isolated_environment):
+    # What a test router on Base Sepolia was paid while the settings allowed it.
+    with Store.open(history_path(os.environ)) as store:
+        payment = store.record_payment(None, replace(PAYMENT, network="base-sepolia"))
+        store.update_payment(payment, "settled", tx="0x" + "ab" * 32)
+    assert spend().splitlines() == [
+        "No payments yet.",
+        "",
+        "Not counted: 1 payment on Base Sepolia (test network), not in allowed_networks.",
+    ]
+    assert spend_json()["payments"] == []
+    config = isolated_environment / "config"
+    config.mkdir()
+    (config / "config.toml").write_text('allowed_networks = ["base", "base-sepolia"]\n')
+    [counted] = spend_json()["payments"]
+    assert counted["network"] == "base-sepolia" and counted["status"] == "settled"
+    assert "Not counted" not in spend()
 
 
 def test_a_deleted_conversations_payment_still_counts(router, key):

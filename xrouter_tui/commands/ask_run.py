@@ -69,7 +69,7 @@ def run_ask(args: argparse.Namespace, console: Console) -> int:
         if not (args.continue_latest or args.cid is not None):
             console.error("--retry needs the conversation: -c (the latest) or --cid ID.")
             return EXIT_USAGE
-        with Store.open(history_path(console.env)) as store:
+        with Store.open(history_path(console.env, demo=args.demo)) as store:
             return _retry(args, console, settings, store)
     prompt = read_prompt(args.prompt, console.stdin)
     try:
@@ -77,8 +77,9 @@ def run_ask(args: argparse.Namespace, console: Console) -> int:
     except PromptTooLong as exc:
         console.error(str(exc))
         return EXIT_USAGE
-    # The ledger lives in the history, so budgets hold even for --no-history.
-    with Store.open(history_path(console.env)) as store:
+    # The ledger lives in the history, so budgets hold even for --no-history (the demo's in
+    # its own).
+    with Store.open(history_path(console.env, demo=args.demo)) as store:
         return _ask_and_answer(args, console, settings, prompt, store)
 
 

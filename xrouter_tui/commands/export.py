@@ -1,11 +1,12 @@
-"""`xrouter-tui export ID`: one saved conversation on stdout, as Markdown or JSON."""
+"""`xrouter-tui export ID`: one saved conversation (or one of the demo's) on stdout, as Markdown
+or JSON."""
 
 from __future__ import annotations
 
 import argparse
 
 from xrouter_tui.commands.console import EXIT_OK, EXIT_USAGE, PROG, Console
-from xrouter_tui.commands.options import id_argument
+from xrouter_tui.commands.options import add_demo_history_option, id_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -15,10 +16,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "export",
         help="print one saved conversation as Markdown or JSON",
         description="Print one saved conversation to stdout: Markdown with a front-matter "
-        "(model, tokens, cost, transactions), or JSON.",
+        "(model, tokens, cost, transactions) and the system prompt, or JSON.",
     )
     export.add_argument("id", type=id_argument, metavar="ID", help="the id `history` shows")
     export.add_argument("--format", choices=("md", "json"), default="md", help="default: md")
+    add_demo_history_option(export, "one of the demo's conversations instead")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -27,11 +29,14 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from xrouter_tui.history.journal import history_path
     from xrouter_tui.history.store import Store
 
-    with Store.open(history_path(console.env)) as store:
+    demo = getattr(args, "demo", False)
+    with Store.open(history_path(console.env, demo=demo)) as store:
         info = store.conversation(args.id)
         messages = store.messages(args.id) if info is not None else []
     if info is None:
-        console.error(f"no conversation with id {args.id} (`{PROG} history` lists them).")
+        listing = f"{PROG} history --demo" if demo else f"{PROG} history"
+        whose = " in the demo's history" if demo else ""
+        console.error(f"no conversation with id {args.id}{whose} (`{listing}` lists them).")
         return EXIT_USAGE
     document = (
         export_json(info, messages) if args.format == "json" else export_markdown(info, messages)

@@ -11,7 +11,7 @@ from xrouter_tui.payments import format_usd
 from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import json_text, one_line
 
-__all__ = ["history_json", "history_table", "text_table"]
+__all__ = ["history_json", "history_table", "nothing_listed", "text_table"]
 
 _TITLE_WIDTH = 50
 
@@ -37,7 +37,7 @@ def history_json(conversations: list[ConversationInfo]) -> str:
 def history_table(conversations: list[ConversationInfo]) -> str:
     """A table for people: id, last change, model, message count, spend, title."""
     if not conversations:
-        return "No saved conversations."
+        return nothing_listed(None)
     rows = [("ID", "UPDATED", "MODEL", "MSGS", "SPENT", "TITLE")]
     for info in conversations:
         title = one_line(info.title, _TITLE_WIDTH)
@@ -46,6 +46,16 @@ def history_table(conversations: list[ConversationInfo]) -> str:
         model = one_line(info.model)
         rows.append((str(info.id), updated, model, str(info.messages), spent, title))
     return text_table(rows, right={0, 3, 4})
+
+
+def nothing_listed(search: str | None, *, demo: bool = False) -> str:
+    """What an empty listing says: that no conversation matches the `search` (None: there was
+    none, or the history is empty), or that the history (the demo's) has none yet."""
+    if search is not None:
+        return f'No conversation matches "{one_line(search)}".'
+    if demo:
+        return "No demo conversations yet."
+    return "No saved conversations yet."
 
 
 def text_table(rows: list[tuple[str, ...]], *, right: set[int]) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "add_demo_history_option",
     "add_model_options",
     "add_router_options",
     "id_argument",
@@ -30,6 +31,18 @@ def add_router_options(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         default=argparse.SUPPRESS,
         help="the router's URL (XROUTER_BASE_URL)",
+    )
+
+
+def add_demo_history_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--demo` for a command that reads what is kept: the demo's own history instead of the
+    user's (`what` says what it then shows)."""
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        # Unset unless given here: `xrouter-tui --demo history` sets it before the command.
+        default=argparse.SUPPRESS,
+        help=f"{what} (the demo keeps a history of its own; no real money)",
     )
 
 

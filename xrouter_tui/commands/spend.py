@@ -1,11 +1,12 @@
-"""`xrouter-tui spend`: what was paid on the allowed networks (or the demo's), as tables, JSON
-or CSV."""
+"""`xrouter-tui spend`: what was paid on the allowed networks, or what the demo paid (its own
+history, on its test network), as tables, JSON or CSV."""
 
 from __future__ import annotations
 
 import argparse
 
 from xrouter_tui.commands.console import EXIT_OK, Console
+from xrouter_tui.commands.options import add_demo_history_option
 
 __all__ = ["add_parser", "run"]
 
@@ -18,12 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "all, per model, and every payment newest first with its status and transaction. "
         "Payments stay here when their conversation is deleted.",
     )
-    spend.add_argument(
-        "--demo",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="the demo's payments instead (on its test network: no real money)",
-    )
+    add_demo_history_option(spend, "the demo's payments instead, on its test network")
     spend_format = spend.add_mutually_exclusive_group()
     spend_format.add_argument("--json", action="store_true", help="print JSON instead of tables")
     spend_format.add_argument(
@@ -32,8 +28,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    """The ledger of payments on the allowed networks, or the demo's: no session, so no
-    session total."""
+    """The ledger of payments on the allowed networks, or the demo's (in its own history): no
+    session, so no session total."""
     # Imported when it runs, as in every command: the options alone are read at start.
     from xrouter_tui.commands.demo import DEMO_NETWORK
     from xrouter_tui.commands.spend_table import (
@@ -49,7 +45,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     demo = getattr(args, "demo", False)
     networks = (DEMO_NETWORK,) if demo else load_settings(console.env).networks
-    with Store.open(history_path(console.env)) as store:
+    with Store.open(history_path(console.env, demo=demo)) as store:
         ledger = Ledger(store, networks)
         spending = ledger.spending(session=False)
         # For people only: what the table leaves out (scripts asked for the allowed networks).
@@ -66,6 +62,23 @@ def run(args: argparse.Namespace, console: Console) -> int:
         heading = f"Demo, on {DEMO_NETWORK.label}"
         print(spend_table(spending, heading=heading, empty="No demo payments yet."), file=stdout)
     else:
-        print(spend_table(spending, note=not_counted_note(elsewhere, DEMO_NETWORK)), file=stdout)
+        note = not_counted_note(elsewhere, _demo_payments(console))
+        print(spend_table(spending, note=note), file=stdout)
     stdout.flush()
     return EXIT_OK
+
+
+def _demo_payments(console: Console) -> int:
+    """How many payments the demo's own history holds (0 when there is none, or it cannot be
+    read: a note for people must not fail the ledger)."""
+    from xrouter_tui.history.journal import history_path
+    from xrouter_tui.history.store import Store, StoreError
+
+    path = history_path(console.env, demo=True)
+    if not path.exists():
+        return 0  # no demo was run: nothing to create
+    try:
+        with Store.open(path) as store:
+            return len(store.payments())
+    except StoreError:
+        return 0

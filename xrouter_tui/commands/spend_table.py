@@ -1,9 +1,10 @@
 """What `xrouter-tui spend` prints: what was paid, as a table for people, JSON or CSV.
 
 Only payments on the networks the settings allow are counted: a demo's test money is not the
-user's money (`spend --demo` shows it apart). Amounts are exact decimal strings, never floats.
-Model names, transactions and reasons came from a router: the table shows them through
-`safe_text`, a malformed transaction as `(malformed)`; the JSON keeps them as recorded.
+user's money (the demo keeps its own history; `spend --demo` shows it). Amounts are exact
+decimal strings, never floats. Model names, transactions and reasons came from a router: the
+table shows them through `safe_text`, a malformed transaction as `(malformed)`; the JSON keeps
+them as recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from xrouter_tui.commands.history_table import text_table
 from xrouter_tui.history.store import StoredPayment
 from xrouter_tui.ledger import Spending, local_time, payments_csv
-from xrouter_tui.payments import Network, format_usd, network_label, short_address
+from xrouter_tui.payments import format_usd, network_label, short_address
 from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import MALFORMED, json_text, one_line, valid_tx
 
@@ -57,18 +58,27 @@ def spend_table(
     return "\n\n".join(blocks)
 
 
-def not_counted_note(elsewhere: Sequence[StoredPayment], demo_network: Network) -> str | None:
-    """A line on the payments left out because their network is not an allowed one (a demo's,
-    most often), so that an empty ledger after a paid demo does not look like a lost one."""
-    if not elsewhere:
-        return None
-    names = sorted({p.network for p in elsewhere})
-    labels = [one_line(network_label(name)) for name in names]
-    count = f"{len(elsewhere)} payment{'s' if len(elsewhere) != 1 else ''}"
-    note = f"Not counted: {count} on {', '.join(labels)}, not in allowed_networks"
-    if demo_network.v1_name in names:
-        note += "; `xrouter-tui spend --demo` lists the demo's"
-    return note + "."
+def not_counted_note(elsewhere: Sequence[StoredPayment], demo_payments: int = 0) -> str | None:
+    """The lines on the payments left out: those on a network that is not an allowed one, and
+    the demo's (kept in its own history), so that an empty ledger after a paid demo does not
+    look like a lost one. None when nothing was left out."""
+    lines = []
+    if elsewhere:
+        labels = [one_line(network_label(name)) for name in sorted({p.network for p in elsewhere})]
+        lines.append(
+            f"Not counted: {_payments(len(elsewhere))} on {', '.join(labels)}, "
+            "not in allowed_networks."
+        )
+    if demo_payments:
+        lines.append(
+            f"Not counted: {_payments(demo_payments)} of the demo, kept in its own history; "
+            "`xrouter-tui spend --demo` lists them."
+        )
+    return "\n".join(lines) or None
+
+
+def _payments(count: int) -> str:
+    return f"{count} payment{'s' if count != 1 else ''}"
 
 
 def _spend_blocks(spending: Spending, heading: str) -> list[str]:

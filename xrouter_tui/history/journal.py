@@ -15,16 +15,19 @@ from xrouter_tui.api import Usage
 from xrouter_tui.config import data_dir
 from xrouter_tui.history.store import Store, StoreError, make_title
 
-__all__ = ["HISTORY_FILE", "TurnJournal", "history_path"]
+__all__ = ["DEMO_HISTORY_FILE", "HISTORY_FILE", "TurnJournal", "history_path"]
 
 HISTORY_FILE = "history.sqlite3"
+# The demo's conversations and test-network payments, kept apart from the user's own.
+DEMO_HISTORY_FILE = "demo-history.sqlite3"
 # How often a growing answer is saved: a hard kill loses at most about this much of it.
 SAVE_INTERVAL = 1.0
 
 
-def history_path(env: Mapping[str, str] = os.environ) -> Path:
-    """The history database: `history.sqlite3` in the data dir (`XROUTER_DATA_DIR`)."""
-    return data_dir(env) / HISTORY_FILE
+def history_path(env: Mapping[str, str] = os.environ, *, demo: bool = False) -> Path:
+    """The history database: `history.sqlite3` in the data dir (`XROUTER_DATA_DIR`), or with
+    `demo` the demo's own, `demo-history.sqlite3` beside it."""
+    return data_dir(env) / (DEMO_HISTORY_FILE if demo else HISTORY_FILE)
 
 
 class TurnJournal:

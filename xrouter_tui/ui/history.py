@@ -30,9 +30,10 @@ __all__ = [
 ]
 
 
-def open_history(env: Mapping[str, str]) -> Store:
-    """The history database `ask` uses too; raises `StoreError` when it cannot be opened."""
-    return Store.open(history_path(env))
+def open_history(env: Mapping[str, str], *, demo: bool = False) -> Store:
+    """The history database `ask` uses too, or with `demo` the demo's own (as `ask --demo`
+    uses); raises `StoreError` when it cannot be opened."""
+    return Store.open(history_path(env, demo=demo))
 
 
 def conversation_from_store(
