@@ -90,10 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
     # The options exist before and after the command word; only a given one may set them, or
     # the command's silent default would undo `xrouter-tui --demo ask …`.
     parser.set_defaults(demo=False, base_url=None, model=None, max_tokens=None)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for module in COMMANDS.values():
         importlib.import_module(module).add_parser(commands)
     return parser
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an option it does not know is reported with its usage
+    (`usage: xrouter-tui history …`), not the program's, which would not name it."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def main(

@@ -11,7 +11,13 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    models = commands.add_parser("models", help="list the router's models and prices")
+    models = commands.add_parser(
+        "models",
+        help="list the router's models and prices",
+        description="List the models the router offers, with their prices (per million "
+        "tokens, in and out) and context lengths, as a table or JSON. Listing them costs "
+        "nothing.",
+    )
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_router_options(models)
 
