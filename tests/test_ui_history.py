@@ -2,11 +2,14 @@
 delete, search), export, and a damaged history file that must not stop the chat.
 
 Driven by keyboard through Pilot against the local router; assertions are on what the user
-sees and on the database itself (opened the way `xrouter-tui history` opens it).
+sees and on the database itself (opened the way `xrouter-tui history` opens it). The chat runs as
+a user runs it against a router (not `--demo`, whose conversations are kept apart), except where
+the demo is the subject.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,15 +17,16 @@ from decimal import Decimal
 from pathlib import Path
 
 from textual.pilot import Pilot
-from textual.widgets import OptionList
+from textual.widgets import Label, OptionList
 
-from tests.ui_helpers import Posted, demo_chat, run_command, wait_for
+from tests.ui_helpers import DemoChat, Posted, demo_chat, run_command, wait_for
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
 from xrouter_tui.history.export import export_markdown
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import PaymentRecord, Store
 from xrouter_tui.payments import BASE_SEPOLIA
+from xrouter_tui.ui.history import open_history
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed, ResponseStopped
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.screens.conversations import ConversationsScreen, TitleDialog
@@ -31,6 +35,13 @@ from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 SIZE = (120, 36)
 SLOW = DevServerConfig(network=BASE_SEPOLIA.v1_name, delta_delay=0.05, reply_deltas=400)
+
+
+@contextmanager
+def user_chat(config: DevServerConfig | None = None) -> Iterator[DemoChat]:
+    """The chat paying the local router as it would pay the user's, not in demo mode."""
+    with demo_chat(config, demo=False) as chat:
+        yield chat
 
 
 @contextmanager
@@ -62,6 +73,12 @@ async def open_conversations(pilot: Pilot) -> ConversationsScreen:
     return pilot.app.screen  # type: ignore[return-value]
 
 
+def shown_text(screen: ConversationsScreen) -> str:
+    """What the screen says in place of an empty list ("" when the list is shown)."""
+    label = screen.query_one("#conversations-empty", Label)
+    return str(label.render()) if label.display else ""
+
+
 def rows(screen: ConversationsScreen) -> list[str]:
     options = screen.query_one(OptionList)
     return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
@@ -69,7 +86,7 @@ def rows(screen: ConversationsScreen) -> list[str]:
 
 async def test_a_turn_is_saved_with_its_payment_and_status():
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "Show me a table")
             answer = posted.of(ResponseComplete)[0].answer
@@ -93,7 +110,7 @@ async def test_a_turn_is_saved_with_its_payment_and_status():
 
 async def test_a_stopped_answer_is_saved_stopped_with_its_partial_text():
     posted = Posted()
-    with demo_chat(SLOW) as chat:
+    with user_chat(SLOW) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "a long answer please")
             view = pilot.app.chat.query_one(AnswerMessage)
@@ -114,7 +131,7 @@ async def test_a_stopped_answer_is_saved_stopped_with_its_partial_text():
 async def test_a_failed_turn_is_saved_failed_with_its_error():
     posted = Posted()
     config = DevServerConfig(network=BASE_SEPOLIA.v1_name, faults={"reject-payment"})
-    with demo_chat(config) as chat:
+    with user_chat(config) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "will this be paid?")
             await wait_for(pilot, lambda: posted.of(ResponseFailed), "the failure")
@@ -134,7 +151,7 @@ async def test_a_failed_turn_is_saved_failed_with_its_error():
 
 async def test_conversations_are_listed_newest_first_and_one_resumes_with_its_history():
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "first topic")
             first_answer = posted.of(ResponseComplete)[0].answer.content
@@ -201,7 +218,7 @@ async def test_an_interrupted_answer_resumes_marked_interrupted_and_is_not_sent_
             ),
         )
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             screen = await open_conversations(pilot)
             assert rows(screen)[0].strip().startswith("before the crash")
@@ -220,7 +237,7 @@ async def test_an_interrupted_answer_resumes_marked_interrupted_and_is_not_sent_
 
 async def test_rename_a_conversation():
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "old name")
             screen = await open_conversations(pilot)
@@ -235,7 +252,7 @@ async def test_rename_a_conversation():
 
 async def test_delete_asks_first():
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "keep me")
             await pilot.press("ctrl+n")
@@ -265,20 +282,28 @@ async def test_delete_asks_first():
 
 async def test_slash_searches_every_message_and_shows_the_matches():
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "tell me about zebras")
             await pilot.press("ctrl+n")
             await turn(pilot, posted, "and now about owls")
             screen = await open_conversations(pilot)
-            await pilot.press("slash", *"zebra")
-            await wait_for(pilot, lambda: len(rows(screen)) == 0, "no prefix match")
-            await pilot.press("s")
+            # A word being typed finds the longer ones it starts: "zeb" finds "zebras".
+            await pilot.press("slash", *"zeb")
             await wait_for(pilot, lambda: len(rows(screen)) == 1, "one match")
             [match] = rows(screen)
             assert match.strip().startswith("tell me about zebras")
             assert "about zebras" in match.split("\n")[1], "where it matched"
             assert "1 matching" in str(screen.query_one("#conversations-title").render())
+            # Every word must occur; none does here: that is said, not an empty history.
+            await pilot.press(*"ra quetzal")
+            await wait_for(pilot, lambda: len(rows(screen)) == 0, "no match")
+            assert shown_text(screen) == (
+                "No conversation matches “zebra quetzal”. Esc shows them all."
+            )
+            await pilot.press(*["backspace"] * len(" quetzal"))
+            await wait_for(pilot, lambda: len(rows(screen)) == 1, "one match again")
+            assert not screen.query_one("#conversations-empty").display
 
             await pilot.press("escape")  # leaves the search first
             await wait_for(pilot, lambda: len(rows(screen)) == 2, "every conversation")
@@ -293,12 +318,62 @@ async def test_slash_searches_every_message_and_shows_the_matches():
             await wait_for(pilot, lambda: pilot.app.screen is pilot.app.chat, "closed")
 
 
+async def test_the_list_opens_on_the_conversation_open_in_the_chat():
+    posted = Posted()
+    with user_chat() as chat:
+        async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
+            for topic in ("oldest topic", "middle topic", "newest topic"):
+                await pilot.press("ctrl+n")
+                await turn(pilot, posted, topic)
+            screen = await open_conversations(pilot)
+            await pilot.press("down", "down", "enter")  # the oldest
+            await wait_for(pilot, lambda: pilot.app.screen is pilot.app.chat, "the chat")
+            await wait_for(pilot, lambda: pilot.app.chat.query(UserMessage), "it, opened")
+
+            screen = await open_conversations(pilot)
+            options = screen.query_one(OptionList)
+            assert options.highlighted == 2, "the cursor on the open one, not the newest"
+            assert rows(screen)[2].startswith("✓ oldest topic")
+            await pilot.press("up", "enter")
+            await wait_for(
+                pilot,
+                lambda: (
+                    [str(m.render()) for m in pilot.app.chat.query(UserMessage)] == ["middle topic"]
+                ),
+                "the one above it",
+            )
+
+
+async def test_an_empty_history_says_so_and_a_search_in_it_finds_nothing():
+    with user_chat() as chat:
+        async with chat.app.run_test(size=SIZE) as pilot:
+            screen = await open_conversations(pilot)
+            assert rows(screen) == []
+            nothing = "No saved conversations yet: each chat is kept here from its first question."
+            assert shown_text(screen) == nothing
+            assert not screen.query_one(OptionList).display
+            # No search can find what was never saved: it does not pretend the words missed.
+            await pilot.press("slash", *"anything")
+            await pilot.pause()
+            assert shown_text(screen) == nothing
+
+
+def test_the_demo_opens_a_history_of_its_own():
+    with open_history(os.environ, demo=True) as demo, history() as mine:
+        assert demo.path == history_path(demo=True) != mine.path
+        assert demo.path.name == "demo-history.sqlite3"
+        demo.new_conversation("m", "", "a demo question")
+        assert mine.conversations() == []
+    with open_history(os.environ) as store:
+        assert store.path == history_path() and store.conversations() == []
+
+
 async def test_export_writes_markdown_and_never_overwrites(tmp_path, monkeypatch):
     folder = tmp_path / "here"
     folder.mkdir()
     monkeypatch.chdir(folder)
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await turn(pilot, posted, "export me")
             conversation_id = pilot.app.chat.conversation_id
@@ -325,7 +400,7 @@ async def test_a_damaged_history_file_is_said_once_and_the_chat_still_works():
     damage = b"this is not a database" * 100
     path.write_bytes(damage)
     posted = Posted()
-    with demo_chat() as chat:
+    with user_chat() as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await wait_for(pilot, lambda: "cannot be opened" in notifications(pilot), "notice")
             await turn(pilot, posted, "still there?")
@@ -343,14 +418,14 @@ async def test_a_damaged_history_file_is_said_once_and_the_chat_still_works():
 
 
 async def test_the_help_lists_the_conversations_key():
-    with demo_chat() as chat:
+    with user_chat() as chat:
         rows = dict(chat.app.key_rows())
         assert "ctrl+o" in rows and "conversations" in rows["ctrl+o"].lower()
 
 
 async def test_quitting_mid_answer_keeps_it_stopped_with_its_text():
     posted = Posted()
-    with demo_chat(SLOW) as chat:
+    with user_chat(SLOW) as chat:
         async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
             await send(pilot, "a long answer please")
             view = pilot.app.chat.query_one(AnswerMessage)

@@ -1,5 +1,6 @@
 """The saved conversations (ctrl+o): open one to go on with it, start a new chat, rename,
-delete, and search every message (the store's full-text index).
+delete, and search every message (the store's full-text index). It opens on the conversation
+open in the chat; an empty list says whether the search found nothing or nothing is saved yet.
 
 Reads are one short local query each and run on the UI thread, like every store write: the
 list is capped, and a search is an FTS5 lookup. Titles, models and snippets are shown through
@@ -37,11 +38,13 @@ LIST_LIMIT = 500
 # Where a search matched is shown for this many conversations (those on screen).
 SNIPPETS = 30
 _TITLE_WIDTH = 44
+_NOTHING_SAVED = "No saved conversations yet: each chat is kept here from its first question."
 _SNIPPET_WIDTH = 90
 
 
 class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
-    """Returns the id of the conversation to open, `NEW_CHAT`, or None when closed."""
+    """Returns the id of the conversation to open, `NEW_CHAT`, or None when closed. `current`:
+    the conversation open in the chat (marked, and where the cursor starts)."""
 
     BINDINGS = [
         Binding("escape", "close", "Close", show=True),
@@ -70,6 +73,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
                 placeholder="Search every message: words, all of them", id="conversations-search"
             )
             yield PickerList(id="conversations-list")
+            yield Label("", id="conversations-empty", markup=False)
             yield Label(
                 "↑↓ move · Enter open · n new · r rename · d delete · / search · Esc close",
                 id="conversations-help",
@@ -77,7 +81,7 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#conversations-search", Input).display = False
-        self._show()
+        self._show(keep=self.current)
         self.query_one(OptionList).focus()
 
     @property
@@ -87,19 +91,21 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
         return field.value.strip() if field.display else ""
 
     def _show(self, keep: int | None = None) -> None:
-        """List the conversations (or the search's matches), most recent first."""
+        """List the conversations (or the search's matches), most recent first, the cursor on
+        `keep` (else on the open conversation) when it is listed, or on the first."""
         query = self.search
+        # What an empty list means: the search found nothing, or there is nothing yet.
+        empty = _NOTHING_SAVED
         try:
             found = self.store.conversations(search=query or None, limit=LIST_LIMIT)
             # Each snippet reads a conversation's messages: only for the first screenful.
-            snippets = (
-                {info.id: self._snippet(info.id, query) for info in found[:SNIPPETS]}
-                if query
-                else {}
-            )
+            snippets = {info.id: self._snippet(info, query) for info in found[:SNIPPETS]}
+            if not found and query and self.store.latest_conversation_id() is not None:
+                empty = f"No conversation matches “{one_line(query)}”. Esc shows them all."
         except StoreError as exc:
             self.notify(str(exc), title="History", severity="error")
             found, snippets = [], {}
+            empty = "The saved conversations could not be read."
         self._shown = found
         title = self.query_one("#conversations-title", Label)
         if query:
@@ -117,25 +123,36 @@ class ConversationsScreen(ModalScreen[int | Literal["new"] | None]):
             )
             for info in found
         )
+        placeholder = self.query_one("#conversations-empty", Label)
+        placeholder.update(empty)
+        options.display, placeholder.display = bool(found), not found
         if found:
             ids = [info.id for info in found]
-            target = keep if keep in ids else None
-            options.highlighted = ids.index(target) if target is not None else 0
+            target = keep if keep is not None else self.current
+            options.highlighted = ids.index(target) if target in ids else 0
 
-    def _snippet(self, conversation_id: int, query: str) -> str:
-        """The first line of the conversation where one of the searched words occurs."""
-        words = [word.lower() for word in query.split()]
-        for message in self.store.messages(conversation_id):
-            text = one_line(message.content)
-            lower = text.lower()
+    def _snippet(self, info: ConversationInfo, query: str) -> str:
+        """The first line of the conversation (a message, else the system prompt) where one of
+        the searched words occurs, or its stem: "shipping" shows where "ships" is."""
+        if not query:
+            return ""
+        # The search finds words by their stems and prefixes; a word's first four letters
+        # find most of what it matched.
+        words = {word.lower() for word in query.split()}
+        words |= {word[:4] for word in words if len(word) > 4}
+        texts = [message.content for message in self.store.messages(info.id)]
+        for text, label in [*((text, "") for text in texts), (info.system_prompt, "System: ")]:
+            line = one_line(text)
+            lower = line.lower()
             hits = [lower.find(word) for word in words if word in lower]
             if hits:
                 start = max(0, min(hits) - 30)
-                piece = text[start : start + _SNIPPET_WIDTH]
+                piece = line[start : start + _SNIPPET_WIDTH]
                 return (
-                    ("…" if start else "")
+                    label
+                    + ("…" if start else "")
                     + piece
-                    + ("…" if start + _SNIPPET_WIDTH < len(text) else "")
+                    + ("…" if start + _SNIPPET_WIDTH < len(line) else "")
                 )
         return ""
 
