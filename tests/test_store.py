@@ -288,12 +288,17 @@ def test_a_fork_copies_the_history_up_to_a_message_and_leaves_the_original(store
     assert [(m.prompt_tokens, m.completion_tokens) for m in copied] == [
         (m.prompt_tokens, m.completion_tokens) for m in kept
     ]
-    # The money stays with the original: no payment is copied, nothing spent twice.
+    # The money stays with the original: no payment is copied, nothing spent twice; each copy
+    # names the message it copies (a copy of a copy, the first).
     assert all(m.payment is None for m in copied) and info.spent_usd == 0
+    assert [m.copied_from for m in copied] == [m.id for m in kept]
+    assert all(m.copied_from is None for m in store.messages(original))
+    again = store.fork(fork, copied[1].id)
+    assert [m.copied_from for m in store.messages(again)] == [m.id for m in kept[:2]]
     assert store.payments() == before[2]
     assert (store.conversation(original), store.messages(original)) == before[:2]
     # The newest conversation, found by its words like any other.
-    assert store.latest_conversation_id() == fork
+    assert store.latest_conversation_id() == again
     assert {c.id for c in store.conversations(search="EIP-3009")} == {original, fork}
     assert [c.id for c in store.conversations(search="third")] == [original]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Label, OptionList
 
+from tests.test_store import PAYMENT
 from tests.ui_helpers import DemoChat, Posted, demo_chat, run_command, wait_for
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
@@ -26,7 +27,7 @@ from xrouter_tui.history.export import export_markdown
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import PaymentRecord, Store
 from xrouter_tui.payments import BASE_SEPOLIA
-from xrouter_tui.ui.history import open_history
+from xrouter_tui.ui.history import open_history, shown_messages
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed, ResponseStopped
 from xrouter_tui.ui.screens.confirm import ConfirmDialog
 from xrouter_tui.ui.screens.conversations import ConversationsScreen, TitleDialog
@@ -366,6 +367,24 @@ def test_the_demo_opens_a_history_of_its_own():
         assert mine.conversations() == []
     with open_history(os.environ) as store:
         assert store.path == history_path() and store.conversations() == []
+
+
+def test_a_forks_copied_answer_never_reads_as_not_charged():
+    with history() as store:
+        original = store.new_conversation("m/one", "", "paid question")
+        store.add_message(original, "user", "paid question")
+        reply = store.add_message(original, "assistant", "", model="m/one", status="streaming")
+        payment = store.record_payment(reply, PAYMENT)
+        store.update_payment(payment, "settled", tx="0x" + "cd" * 32)
+        store.finish_message(reply, "complete", text="a paid answer")
+        fork = store.fork(original, reply)
+        paid_footer = shown_messages(store.messages(original))[1].footer
+        copied_footer = shown_messages(store.messages(fork))[1].footer
+        document = export_markdown(store.conversation(fork), store.messages(fork))
+    assert "charged $0.013500" in paid_footer
+    assert copied_footer == "copied from the original conversation: its cost is counted there"
+    assert "not charged" not in copied_footer
+    assert "## Assistant (m/one · copied from the original conversation" in document
 
 
 async def test_export_writes_markdown_and_never_overwrites(tmp_path, monkeypatch):

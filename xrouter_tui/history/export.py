@@ -19,7 +19,11 @@ from xrouter_tui.payments import format_usd, network_label
 from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import json_text, one_line, shown_tx, terminal_text
 
-__all__ = ["export_json", "export_markdown", "nest_headings", "usd_text"]
+__all__ = ["COPIED_NOTE", "export_json", "export_markdown", "nest_headings", "usd_text"]
+
+# What is said of a fork's copy of an answer instead of its payment, which stays with the
+# answer it copies (saying "not charged" would be untrue of a paid one).
+COPIED_NOTE = "copied from the original conversation: its cost is counted there"
 
 # The level of the sections a message is put under (`## You`): its own headings go beneath.
 _SECTION_LEVEL = 2
@@ -88,6 +92,8 @@ def export_markdown(info: ConversationInfo, messages: list[StoredMessage]) -> st
                 notes.append(one_line(message.model))
             if message.status != "complete":
                 notes.append(message.status)
+            if message.payment is None and message.copied_from is not None:
+                notes.append(COPIED_NOTE)
             if message.payment is not None:
                 payment = message.payment
                 paid = (
@@ -189,6 +195,7 @@ def _message(message: StoredMessage) -> dict[str, Any]:
         "completion_tokens": message.completion_tokens,
         "error": message.error or None,
         "created": message.created,
+        "copied_from": message.copied_from,
         "payment": None
         if payment is None
         else {

@@ -205,6 +205,9 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "REFERENCES conversations (id) ON DELETE SET NULL",
         "CREATE INDEX conversations_by_fork ON conversations (forked_from) "
         "WHERE forked_from IS NOT NULL",
+        # A fork's copy of a message: the message it copies (no reference: that one may be
+        # deleted). Its payment stays with the original, so the copy has none of its own.
+        "ALTER TABLE messages ADD COLUMN copied_from INTEGER",
         *(
             f"DROP TRIGGER {table}_fts_{event}"
             for table in ("messages", "titles")
@@ -367,6 +370,8 @@ class StoredMessage:
     created: str
     updated: str
     payment: StoredPayment | None
+    # For a fork's copy: the message it copies, whose payment stays with it (`Store.fork`).
+    copied_from: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -760,7 +765,8 @@ class Store:
         `through_message_id`, its system prompt and settings, `forked_from` it, titled
         "<title> (fork)" unless `title` is given; returns its id. The original is left as it
         was, and so are its payments: the money stays with the answers it paid for, so the
-        copies carry none. An answer still streaming is copied as `interrupted`."""
+        copies carry none (each names the message it copies: `copied_from`). An answer still
+        streaming is copied as `interrupted`."""
         with self.transaction():
             rows = self._db.execute(
                 "SELECT c.title FROM conversations AS c JOIN messages AS m "
@@ -782,10 +788,11 @@ class Store:
             fork_id = _rowid(cursor)
             self._db.execute(
                 "INSERT INTO messages (conversation_id, role, content, model, status, "
-                "prompt_tokens, completion_tokens, error, created, updated) "
+                "prompt_tokens, completion_tokens, error, created, updated, copied_from) "
                 "SELECT ?, role, content, model, "
                 "CASE status WHEN 'streaming' THEN 'interrupted' ELSE status END, "
-                "prompt_tokens, completion_tokens, error, created, updated FROM messages "
+                "prompt_tokens, completion_tokens, error, created, updated, "
+                "coalesce(copied_from, id) FROM messages "
                 "WHERE conversation_id = ? AND id <= ? ORDER BY id",
                 (fork_id, conversation_id, through_message_id),
             )
@@ -854,6 +861,7 @@ class Store:
         rows = self._read(
             "SELECT m.id, m.conversation_id, m.role, m.content, m.model, m.status, "
             "m.prompt_tokens, m.completion_tokens, m.error, m.created, m.updated, "
+            "m.copied_from, "
             "p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, p.payer, "
             "p.nonce, p.valid_before, p.status, p.tx, p.reason "
             "FROM messages AS m LEFT JOIN payments AS p ON p.id = "
@@ -862,7 +870,11 @@ class Store:
             (conversation_id,),
         )
         return [
-            StoredMessage(*row[:11], payment=StoredPayment(*row[11:]) if row[11] else None)
+            StoredMessage(
+                *row[:11],
+                payment=StoredPayment(*row[12:]) if row[12] else None,
+                copied_from=row[11],
+            )
             for row in rows
         ]
 

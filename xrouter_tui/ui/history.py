@@ -13,7 +13,7 @@ from pathlib import Path
 from xrouter_tui.api import ModelInfo, Usage
 from xrouter_tui.charges import Charge
 from xrouter_tui.chat import ChatMessage, Conversation, MessageStatus
-from xrouter_tui.history.export import export_markdown
+from xrouter_tui.history.export import COPIED_NOTE, export_markdown
 from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoredMessage
 from xrouter_tui.payments import Receipt, format_usd, network_label
@@ -115,7 +115,8 @@ def stored_footer(message: StoredMessage, model: ModelInfo | None = None) -> str
         parts.append(f"{usage.prompt_tokens} in / {usage.completion_tokens} out tokens")
     payment = message.payment
     if payment is None:
-        parts.append("not charged")
+        # A fork's copy: its payment, if any, stays with the answer it copies.
+        parts.append("not charged" if message.copied_from is None else COPIED_NOTE)
         return " · ".join(parts)
     where = network_label(payment.network)
     if payment.taken:
