@@ -23,7 +23,7 @@ QWEN = "qwen/qwen-2.5-72b-instruct"  # a 32,768-token context
 
 
 def seed(count: int, *, size: int = 20, model: str = "anthropic/claude-3.5-sonnet") -> int:
-    with Store.open(history_path()) as store:
+    with Store.open(history_path(demo=True)) as store:
         conversation = store.new_conversation(model, "be brief", "long")
         for message in exchanges(count, size):
             store.add_message(conversation, message["role"], message["content"], model=model)

@@ -40,7 +40,7 @@ def test_the_command_line_names_the_conversation_to_open():
 async def test_the_chat_opens_on_the_conversation_asked_for(which, shown):
     older, newer = saved_conversations()
     with start_dev_server(DevServerConfig(network=BASE_SEPOLIA.v1_name)) as router:
-        app = make_app(router.url)
+        app = make_app(router.url, demo=False)
         app._open_at = which if which == "latest" else older
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: pilot.app.chat.conversation_id is not None, "it")
@@ -51,7 +51,7 @@ async def test_the_chat_opens_on_the_conversation_asked_for(which, shown):
 
 async def test_a_conversation_that_is_not_there_is_said_and_the_chat_starts_new():
     with start_dev_server(DevServerConfig(network=BASE_SEPOLIA.v1_name)) as router:
-        app = make_app(router.url)
+        app = make_app(router.url, demo=False)
         app._open_at = 42
         async with app.run_test(size=SIZE) as pilot:
 
@@ -76,7 +76,7 @@ async def test_the_demo_never_writes_the_users_config():
 async def test_up_in_an_empty_prompt_recalls_questions_of_earlier_runs():
     saved_conversations()
     with start_dev_server(DevServerConfig(network=BASE_SEPOLIA.v1_name)) as router:
-        app = make_app(router.url)
+        app = make_app(router.url, demo=False)
         async with app.run_test(size=SIZE) as pilot:
             box = pilot.app.chat.query_one(PromptInput)
             await wait_for(pilot, lambda: box._sent, "the earlier questions")

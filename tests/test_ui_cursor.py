@@ -92,7 +92,7 @@ async def test_editing_a_question_sends_it_to_a_fork_and_leaves_the_original():
         "first question",
         "second question, edited",
     ]
-    with Store.open(history_path()) as store:
+    with Store.open(history_path(demo=True)) as store:
         kept = [m.content for m in store.messages(original) if m.role == "user"]
         forked = store.conversation(fork)
     assert kept == ["first question", "second question"]  # the original as it was

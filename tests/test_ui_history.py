@@ -454,3 +454,19 @@ async def test_quitting_mid_answer_keeps_it_stopped_with_its_text():
         [info] = store.conversations()
         _question, reply = store.messages(info.id)
     assert reply.status == "stopped" and len(reply.content) > 40
+
+
+async def test_the_demo_keeps_its_conversations_in_a_history_of_its_own():
+    posted = Posted()
+    with demo_chat() as chat:
+        async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
+            await turn(pilot, posted, "a demo question")
+            screen = await open_conversations(pilot)
+            assert len(rows(screen)) == 1
+    with Store.open(history_path(demo=True)) as store:
+        [info] = store.conversations()
+        assert info.title == "a demo question"
+        [payment] = store.payments()
+        assert payment.network == BASE_SEPOLIA.v1_name
+    with history() as store:  # the user's own history has none of it
+        assert store.conversations() == [] and store.payments() == []

@@ -360,7 +360,7 @@ def hostile_history() -> Iterator[int]:
 async def test_a_saved_conversation_with_escapes_is_listed_searched_and_opened_without_them():
     with hostile_history() as conversation_id:
         posted = Posted()
-        with demo_chat() as chat:
+        with demo_chat(demo=False) as chat:  # the user's own history
             async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
                 app = pilot.app
                 await pilot.press("ctrl+o")

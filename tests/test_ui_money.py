@@ -210,7 +210,7 @@ async def test_the_money_line_shows_charge_tokens_refund_and_a_copyable_tx():
             await wait_for(pilot, lambda: pilot.app.clipboard == payment.transaction, "copied")
 
             assert status(pilot).session_spend == charged
-            with Store.open(history_path()) as store:
+            with Store.open(history_path(demo=True)) as store:
                 [saved] = store.payments()
             assert (saved.status, saved.tx, saved.model) == ("settled", payment.transaction, MODEL)
 

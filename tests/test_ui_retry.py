@@ -23,7 +23,7 @@ def assert_paid_once(router) -> None:
     [first] = router.state.payments
     [again] = router.state.resends
     assert (again.nonce, again.payer, again.amount) == (first.nonce, first.payer, first.amount)
-    with Store.open(history_path()) as store:
+    with Store.open(history_path(demo=True)) as store:
         payments = store.payments()
         messages = store.messages(1)
     assert [p.status for p in payments] == ["settled"]

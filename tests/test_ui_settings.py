@@ -36,7 +36,7 @@ async def test_a_conversations_own_settings_are_kept_shown_and_sent():
             conversation = pilot.app.chat.conversation_id
     [paid] = chat.router.state.payments
     assert paid.messages[0] == {"role": "system", "content": "Answer in French."}
-    with Store.open(history_path()) as store:
+    with Store.open(history_path(demo=True)) as store:
         info = store.conversation(conversation)
     assert info is not None
     assert (info.system_prompt, info.temperature, info.max_tokens) == (

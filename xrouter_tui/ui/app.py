@@ -245,7 +245,7 @@ class ChatApp(App[None]):
         """Open the history `ask` writes too. A damaged or unreadable file must not keep the
         chat from working: say so once, and chat without saving."""
         try:
-            self.store = open_history(self.env)
+            self.store = open_history(self.env, demo=self.router.demo)
         except StoreError as exc:
             self.history_failed(exc, opening=True)
         self.ledger.store = self.store
