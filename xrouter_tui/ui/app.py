@@ -537,6 +537,13 @@ class ChatApp(App[None]):
 
     # -- the command palette -------------------------------------------------------------
 
+    def action_command_palette(self) -> None:
+        # The app's own palette: Enter runs the entry listed for the text as typed.
+        from xrouter_tui.ui.palette import Palette
+
+        if self.use_command_palette and not Palette.is_open(self):
+            self.push_screen(Palette(id="--command-palette"))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         chat = self.chat
         yield SystemCommand("New chat", "Start a new conversation", chat.action_new_chat)
