@@ -1,4 +1,5 @@
-"""`xrouter-tui ask`: one paid question, the answer streamed to stdout as it arrives.
+"""`xrouter-tui ask`: one paid question, the answer streamed to stdout as it arrives (drawn as
+Markdown on a terminal), or one JSON document at the end.
 
 Its options, read at every start (so `--help` and the other commands load nothing more); the run
 is in `ask_run`, imported when the command runs.
@@ -23,19 +24,27 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     ask = commands.add_parser(
         "ask",
         help="ask one question; the answer streams to stdout",
-        description="Ask one question and stream the answer to stdout. The prompt comes from "
-        "the arguments, or stdin when none is given or it is '-'; piped stdin is appended to a "
-        "given prompt.",
+        description="Ask one question and stream the answer to stdout: drawn as Markdown on a "
+        "terminal, plain text to a pipe or a file. The prompt comes from the arguments, or "
+        "stdin when none is given or it is '-'; piped stdin is appended to a given prompt.",
     )
     ask.add_argument("prompt", nargs="*", help="the question (default: read stdin)")
     add_model_options(ask)
     ask.add_argument("-s", "--system", help="a system prompt for this question")
-    ask.add_argument(
+    output = ask.add_mutually_exclusive_group()
+    output.add_argument(
         "--raw",
         action="store_true",
         help="write the answer exactly as the router sent it, escape sequences and control "
-        "characters included (by default they are removed: they could set the window title, "
-        "the clipboard or clear the screen)",
+        "characters included, never drawn as Markdown (by default they are removed: they could "
+        "set the window title, the clipboard or clear the screen)",
+    )
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="print nothing while the answer streams, then one JSON document: answer, model, "
+        "tokens_in, tokens_out, amount_usd, network, tx, conversation_id, status (complete, "
+        "failed or stopped), finish_reason, and error when it did not complete",
     )
     ask.add_argument(
         "--max-price",

@@ -20,9 +20,11 @@ from xrouter_tui.api import (
 )
 from xrouter_tui.commands.ask_context import UnknownModel, fitted_request, known_model
 from xrouter_tui.commands.ask_turn import (
+    AnswerOutput,
     AskRequest,
     Progress,
     TurnRecord,
+    answer_output,
     build_messages,
     read_prompt,
     stream_answer,
@@ -55,7 +57,7 @@ from xrouter_tui.payments import (
 )
 from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.resends import Resend, kept_resend, last_unanswered, not_resendable
-from xrouter_tui.safe_text import one_line
+from xrouter_tui.safe_text import json_text, one_line
 
 __all__ = ["run_ask"]
 
@@ -203,6 +205,14 @@ def _answer(
             model_info = next((m for m in models if m.id == request.model), None)
         record = TurnRecord(model=request.model, model_info=model_info)
         progress = Progress(stderr, enabled=is_terminal(stderr))
+        answer = answer_output(
+            stdout,
+            console.env,
+            progress,
+            as_json=args.json,
+            raw=args.raw,
+            on_terminal=is_terminal(stdout),
+        )
         journal = None
         if not args.no_history:
             journal = TurnJournal(
@@ -244,13 +254,11 @@ def _answer(
                     client,
                     request,
                     record,
-                    out=stdout,
+                    answer=answer,
                     progress=progress,
-                    out_is_terminal=is_terminal(stdout),
                     ledger=ledger,
                     journal=journal,
                     confirm=confirm,
-                    raw=args.raw,
                     resend=resend,
                 )
 
@@ -264,7 +272,7 @@ def _answer(
                 journal.finish("stopped", usage=record.usage, error="the output was closed")
             return EXIT_FAILED
         except (KeyboardInterrupt, PaymentRefused, RouterError, StoreError) as exc:
-            _end_answer(console, record, progress)
+            _end_answer(answer, progress)
             if isinstance(exc, StoreError):
                 message, code = str(exc), EXIT_FAILED
             else:
@@ -283,6 +291,11 @@ def _answer(
                 # refusal would repeat).
                 message += _resend_hint(ledger, record.payment, conversation_id)
             console.error(message)
+            if args.json:
+                status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
+                _print_document(
+                    console, record.document(status, conversation_id, one_line(message))
+                )
             return code
         except BaseException as exc:
             # Whatever else went wrong, the answer is not left `streaming`.
@@ -290,7 +303,7 @@ def _answer(
             if journal is not None:
                 _save_failure(journal, exc, record, f"{type(exc).__name__}: {exc}")
             raise
-        _end_answer(console, record, progress)
+        _end_answer(answer, progress)
         if journal is not None:
             journal.finish("complete", usage=record.usage)
         summary = record.summary()
@@ -304,6 +317,8 @@ def _answer(
                 file=stderr,
                 flush=True,
             )
+        if args.json:
+            _print_document(console, record.document("complete", conversation_id))
         return EXIT_OK
 
 
@@ -353,13 +368,19 @@ def _turn_failure(
     return exc.message, EXIT_USAGE if isinstance(exc, NoWallet) else EXIT_FAILED
 
 
-def _end_answer(console: Console, record: TurnRecord, progress: Progress) -> None:
-    """Leave the terminal tidy: no progress line, and the answer ends with a newline."""
+def _end_answer(answer: AnswerOutput, progress: Progress) -> None:
+    """Leave the terminal tidy: no progress line, and the answer written whole (what an open
+    Markdown block held back) and ended with a newline."""
     progress.clear()
-    if record.deltas and not record.ends_with_newline:
-        try:
-            console.stdout.write("\n")
-            console.stdout.flush()
-        except BrokenPipeError:
-            silence_stdout()
-        record.ends_with_newline = True
+    try:
+        answer.end()
+    except BrokenPipeError:
+        silence_stdout()
+
+
+def _print_document(console: Console, document: dict[str, object]) -> None:
+    """`ask --json`'s one document on stdout, at the end of the turn however it ended."""
+    try:
+        print(json_text(document), file=console.stdout, flush=True)
+    except BrokenPipeError:
+        silence_stdout()

@@ -1,7 +1,9 @@
 """`xrouter-tui ask`: one paid question, the answer streamed to stdout as it arrives.
 
-stdout carries the answer only, so it pipes cleanly; stderr carries a progress line (on a
-terminal) and one summary line at the end: model, tokens, amount paid, transaction.
+stdout carries the answer only, so it pipes cleanly: drawn as Markdown on a terminal, plain
+text to a pipe or a file, the router's very text with --raw, or one JSON document at the end
+with --json. stderr carries a progress line (on a terminal) and one summary line at the end:
+model, tokens, amount paid, transaction.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from xrouter_tui.api import (
     ConfirmPayment,
@@ -23,7 +25,8 @@ from xrouter_tui.api import (
 )
 from xrouter_tui.charges import Charge
 from xrouter_tui.payments import Receipt, SignedPayment, format_usd
-from xrouter_tui.safe_text import TerminalFilter, one_line
+from xrouter_tui.payments.networks import usd_text
+from xrouter_tui.safe_text import TerminalFilter, one_line, valid_tx
 
 if TYPE_CHECKING:
     from xrouter_tui.history.journal import TurnJournal
@@ -31,10 +34,13 @@ if TYPE_CHECKING:
     from xrouter_tui.resends import Resend
 
 __all__ = [
+    "AnswerOutput",
     "AskRequest",
+    "PlainAnswer",
     "Progress",
     "PromptError",
     "TurnRecord",
+    "answer_output",
     "build_messages",
     "read_prompt",
     "stream_answer",
@@ -72,8 +78,10 @@ class TurnRecord:
     accepted: bool = False
     receipt: Receipt | None = None
     deltas: int = 0
+    # The answer's text as it came, escapes and all (what --json prints; the screen gets the
+    # safe text).
+    received: list[str] = field(default_factory=list)
     usage: Usage | None = None
-    ends_with_newline: bool = True
     started: float = field(default_factory=time.monotonic)
     # The model's prices, when known: they tell what the tokens used cost, and the refund.
     model_info: ModelInfo | None = None
@@ -93,6 +101,118 @@ class TurnRecord:
             charge = Charge.of(self.payment, self.receipt, self.usage, self.model_info)
             parts.extend(charge.parts())
         return one_line(" · ".join(parts))
+
+    def document(
+        self,
+        status: Literal["complete", "failed", "stopped"],
+        conversation_id: int | None,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """The turn for scripts (`ask --json`): the answer as it came, its model, tokens and
+        payment, how it ended, and why when it did not complete."""
+        payment, receipt, usage = self.payment, self.receipt, self.usage
+        paid = receipt is not None and receipt.success
+        document: dict[str, Any] = {
+            "answer": "".join(self.received),
+            "model": self.model,
+            "tokens_in": usage.prompt_tokens if usage is not None else None,
+            "tokens_out": usage.completion_tokens if usage is not None else None,
+            "amount_usd": usd_text(payment.amount_usd) if payment is not None else None,
+            "network": (
+                payment.network.name_for(payment.x402_version) if payment is not None else None
+            ),
+            # The router's word: passed on only when it is a transaction hash.
+            "tx": valid_tx(receipt.transaction) if paid and receipt is not None else None,
+            "conversation_id": conversation_id,
+            "status": status,
+            "finish_reason": self.finish_reason,
+        }
+        if error is not None:
+            document["error"] = error
+        return document
+
+
+class AnswerOutput(Protocol):
+    """Where the answer goes as it streams."""
+
+    # True when each piece goes to the terminal as it comes: the progress line, which shares
+    # the terminal, then gives way for good at the first piece. An output that holds text back
+    # (Markdown, a block at a time) clears the progress line itself before each write.
+    takes_terminal: bool
+
+    def write(self, text: str) -> None:
+        """The next piece of the answer, as the router sent it."""
+
+    def end(self) -> None:
+        """The answer is over, or stopped: write what is held, end on a new line."""
+
+
+class PlainAnswer:
+    """The answer as text: without escape sequences or control characters (a model can be
+    steered into setting the window title or the clipboard), a lone carriage return kept only
+    where `out` is no terminal; with `raw`, as the router sent it."""
+
+    def __init__(self, out: IO[str], *, raw: bool, on_terminal: bool) -> None:
+        self._out = out
+        self.takes_terminal = on_terminal
+        # One filter for the whole answer: a sequence may be cut between two deltas.
+        self._safe = None if raw else TerminalFilter(keep_cr=not on_terminal)
+        self._wrote = False
+        self._ends_with_newline = True
+
+    def write(self, text: str) -> None:
+        shown = text if self._safe is None else self._safe.feed(text)
+        self._out.write(shown)
+        self._out.flush()
+        if shown:
+            self._wrote = True
+            self._ends_with_newline = shown.endswith("\n")
+
+    def end(self) -> None:
+        rest = self._safe.flush() if self._safe is not None else ""
+        if rest:
+            self._wrote = True
+            self._ends_with_newline = rest.endswith("\n")
+        if self._wrote and not self._ends_with_newline:
+            rest += "\n"  # what follows on the terminal starts on a line of its own
+        if rest:
+            self._out.write(rest)
+            self._out.flush()
+        self._wrote = False
+        self._ends_with_newline = True
+
+
+class _NoAnswer:
+    """`ask --json`: nothing while the answer streams (the record keeps it for the end)."""
+
+    takes_terminal = False
+
+    def write(self, text: str) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+def answer_output(
+    out: IO[str],
+    env: Mapping[str, str],
+    progress: Progress,
+    *,
+    as_json: bool,
+    raw: bool,
+    on_terminal: bool,
+) -> AnswerOutput:
+    """How the answer is written to `out`: nothing until the end with --json; as sent with
+    --raw; drawn as Markdown on a terminal; else plain text."""
+    if as_json:
+        return _NoAnswer()
+    if on_terminal and not raw:
+        # Rich is imported only here: a pipe, --raw and --json never pay for it.
+        from xrouter_tui.commands.ask_markdown import MarkdownAnswer
+
+        return MarkdownAnswer(out, env, before_write=progress.clear)
+    return PlainAnswer(out, raw=raw, on_terminal=on_terminal)
 
 
 class Progress:
@@ -151,26 +271,20 @@ async def stream_answer(
     request: AskRequest,
     record: TurnRecord,
     *,
-    out: IO[str],
+    answer: AnswerOutput,
     progress: Progress,
-    out_is_terminal: bool,
     ledger: Ledger,
     journal: TurnJournal | None = None,
     confirm: ConfirmPayment | None = None,
-    raw: bool = False,
     resend: Resend | None = None,
 ) -> None:
-    """Pay, then write each delta to `out` as it comes; `record` keeps what happened, the
+    """Pay, then hand each delta to `answer` as it comes; `record` keeps what happened, the
     `ledger` the payment, and `journal`, if given, writes the turn to the history as it goes.
 
-    What is written is the answer without escape sequences or control characters (a model can
-    be steered into setting the window title or the clipboard), a lone carriage return kept
-    only where `out` is no terminal; `raw` writes the text as it came. The history keeps it as
-    it came either way. With `resend`, a lost answer's request goes again with its own
-    payment instead of `request`'s messages.
+    What `answer` shows is its own affair (safe text, Markdown, nothing until the end); the
+    record and the history keep the text as it came. With `resend`, a lost answer's request
+    goes again with its own payment instead of `request`'s messages. The caller ends `answer`.
     """
-    # One filter for the whole answer: a sequence may be cut between two deltas.
-    safe = None if raw else TerminalFilter(keep_cr=not out_is_terminal)
 
     def signed(payment: SignedPayment, body: Mapping[str, Any]) -> None:
         # Before the paid request goes out; a budget spent meanwhile stops it here, unsent.
@@ -201,18 +315,15 @@ async def stream_answer(
         if type(event) is Delta:
             if first_text_at is None:
                 first_text_at = time.monotonic()
-                if out_is_terminal:
+                if answer.takes_terminal:
                     # The answer and the progress line would share one terminal: the answer wins.
                     progress.clear()
                     progress.enabled = False
-            shown = event.text if safe is None else safe.feed(event.text)
-            out.write(shown)
-            out.flush()
+            record.received.append(event.text)
             if journal is not None:
                 journal.delta(event.text)
             record.deltas += 1
-            if shown:
-                record.ends_with_newline = shown.endswith("\n")
+            answer.write(event.text)
             if progress.enabled:
                 rate = record.deltas / max(time.monotonic() - first_text_at, 1e-3)
                 progress.show(
@@ -230,6 +341,4 @@ async def stream_answer(
             record.usage = event
         elif isinstance(event, Done):
             record.finish_reason = event.finish_reason
-    if safe is not None:
-        out.write(safe.flush())
     progress.clear()
