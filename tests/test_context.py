@@ -177,3 +177,16 @@ def test_an_answer_cut_at_max_tokens_says_so(ask, router):
         "The answer was cut at max_tokens (20): ask with a larger --max-tokens for a longer one."
     )
     assert json.loads(run("spend", "--json").stdout)["payments"]
+
+
+def test_ask_c_uses_the_conversations_own_max_tokens_and_system_prompt(ask, router):
+    with Store.open(history_path()) as store:
+        conversation = store.new_conversation("anthropic/claude-3.5-sonnet", "", "own")
+        store.set_settings(conversation, system_prompt="Be terse.", temperature=0.3, max_tokens=20)
+    router.config.reply_deltas = 200
+    result = ask("--cid", str(conversation), "tell me more")
+    assert result.returncode == 0, result.stderr
+    # Its own max_tokens: the answer was cut at 20, as the line under it says.
+    assert "cut at max_tokens (20)" in result.stderr
+    [paid] = router.state.payments
+    assert paid.messages[0] == {"role": "system", "content": "Be terse."}

@@ -142,13 +142,18 @@ def _ask_and_answer(
     model = args.model or settings.model
     earlier: tuple[dict[str, str], ...] = ()
     conversation_id: int | None = None
+    max_tokens, temperature = args.max_tokens or settings.max_tokens, settings.temperature
     if args.continue_latest or args.cid is not None:
         info = _continued(args, console, store)
         if info is None:
             return EXIT_USAGE
         conversation_id = info.id
-        # Going on with a conversation keeps its model and system prompt unless told otherwise.
+        # Going on with a conversation keeps its model, system prompt and own settings unless
+        # told otherwise.
         model = args.model or info.model or model
+        max_tokens = args.max_tokens or info.max_tokens or settings.max_tokens
+        if info.temperature is not None:
+            temperature = info.temperature
         if args.system is None:
             system = info.system_prompt
         elif args.system != info.system_prompt:
@@ -157,9 +162,9 @@ def _ask_and_answer(
     request = AskRequest(
         prompt=prompt,
         model=model,
-        max_tokens=args.max_tokens or settings.max_tokens,
+        max_tokens=max_tokens,
         system=system,
-        temperature=settings.temperature,
+        temperature=temperature,
         earlier=earlier,
     )
     return _answer(args, console, settings, store, request, conversation_id)
