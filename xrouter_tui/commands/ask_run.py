@@ -294,7 +294,7 @@ def _answer(
             ):
                 # An answer lost before any of it came (a refused payment is not offered: the
                 # refusal would repeat).
-                message += _resend_hint(ledger, record.payment, conversation_id)
+                message += _resend_hint(ledger, record.payment, conversation_id, demo=args.demo)
             console.error(message)
             if args.json:
                 status = "stopped" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -313,7 +313,7 @@ def _answer(
             journal.finish("complete", usage=record.usage)
         summary = record.summary()
         if conversation_id is not None:
-            summary += f" · conversation {conversation_id}"
+            summary += f" · {'demo ' if args.demo else ''}conversation {conversation_id}"
         print(summary, file=stderr, flush=True)
         if record.finish_reason == "length":
             print(
@@ -327,7 +327,9 @@ def _answer(
         return EXIT_OK
 
 
-def _resend_hint(ledger: Ledger, payment: SignedPayment | None, conversation_id: int) -> str:
+def _resend_hint(
+    ledger: Ledger, payment: SignedPayment | None, conversation_id: int, *, demo: bool
+) -> str:
     """When the lost answer's payment can be sent again, how (a sentence to end the error)."""
     resend = ledger.resend_of(payment)
     if resend is None:
@@ -335,7 +337,7 @@ def _resend_hint(ledger: Ledger, payment: SignedPayment | None, conversation_id:
     until = time.strftime("%H:%M:%S", time.localtime(resend.payment.valid_before))
     return (
         f" To ask for it again with the same payment (it cannot be charged twice), until "
-        f"{until}: {PROG} ask --cid {conversation_id} --retry"
+        f"{until}: {PROG} ask{' --demo' if demo else ''} --cid {conversation_id} --retry"
     )
 
 
