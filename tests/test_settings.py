@@ -18,9 +18,14 @@ def write_config(home, text: str) -> None:
     (folder / "config.toml").write_text(text, encoding="utf-8")
 
 
-def test_defaults_hold_without_a_file():
+def test_defaults_hold_without_a_file(monkeypatch):
+    monkeypatch.delenv("XROUTER_RPC_URL", raising=False)
     settings = load_settings()
     assert settings == Settings()
+    assert settings.rpc_urls == {
+        "base": "https://mainnet.base.org",
+        "base-sepolia": "https://sepolia.base.org",
+    }
     assert settings.max_tokens == 1024
     assert settings.max_per_request_usd == Decimal("0.50")
     assert settings.networks == (BASE,)
@@ -72,6 +77,27 @@ def test_a_bad_setting_is_one_line_naming_file_and_key(isolated_environment, tex
     assert message.startswith(str(isolated_environment / "config" / "config.toml"))
     assert words in message
     assert "\n" not in message
+
+
+def test_each_network_has_its_rpc_endpoint_and_the_environment_sets_them_all(
+    isolated_environment, monkeypatch
+):
+    monkeypatch.delenv("XROUTER_RPC_URL", raising=False)
+    write_config(isolated_environment, 'rpc_url_base = "https://base.example/v2/KEY"\n')
+    settings = load_settings()
+    assert settings.rpc_url_base == "https://base.example/v2/KEY"
+    assert settings.rpc_urls["base-sepolia"] == "https://sepolia.base.org"
+    monkeypatch.setenv("XROUTER_RPC_URL", "http://127.0.0.1:8545")
+    assert set(load_settings().rpc_urls.values()) == {"http://127.0.0.1:8545"}
+
+
+def test_a_bad_rpc_url_is_named_without_being_repeated(isolated_environment):
+    # An endpoint's URL often carries an API key: the message names the key, not the value.
+    write_config(isolated_environment, 'rpc_url_base_sepolia = "wss://node/SECRET"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "rpc_url_base_sepolia must be an http:// or https:// URL" in str(caught.value)
+    assert "SECRET" not in str(caught.value)
 
 
 def test_a_zero_budget_means_no_budget(isolated_environment):

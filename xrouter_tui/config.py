@@ -23,18 +23,29 @@ from xrouter_tui.payments import NETWORKS, Network, find_network
 __all__ = [
     "APP_NAME",
     "DEFAULT_BASE_URL",
+    "DEFAULT_RPC_URLS",
     "ConfigError",
     "Settings",
     "config_dir",
     "data_dir",
     "ensure_private_dir",
     "load_settings",
+    "rpc_setting",
     "save_setting",
 ]
 
 APP_NAME = "xrouter-tui"
 DEFAULT_BASE_URL = "https://api.x-router.ai"
 CONFIG_FILE = "config.toml"
+# The public JSON-RPC endpoints of Base and Base Sepolia (rate-limited; a user may set their
+# own): where the wallet's balance and the fate of its payments are read.
+DEFAULT_RPC_URLS = {"base": "https://mainnet.base.org", "base-sepolia": "https://sepolia.base.org"}
+
+
+def rpc_setting(network: Network | str) -> str:
+    """The setting that holds a network's RPC endpoint: `rpc_url_base`, `rpc_url_base_sepolia`."""
+    name = network if isinstance(network, str) else network.v1_name
+    return "rpc_url_" + name.replace("-", "_")
 
 
 class ConfigError(ValueError):
@@ -71,11 +82,20 @@ class Settings:
     max_document_bytes: int = 8_000_000
     max_error_bytes: int = 65_536
     proxy_max_request_bytes: int = 8_000_000
+    # Where the wallet's chain is read (its USDC balance, whether a payment was used, the
+    # refunds that came back): a JSON-RPC endpoint per network. `XROUTER_RPC_URL` sets both.
+    rpc_url_base: str = DEFAULT_RPC_URLS["base"]
+    rpc_url_base_sepolia: str = DEFAULT_RPC_URLS["base-sepolia"]
 
     @property
     def networks(self) -> tuple[Network, ...]:
         """The allowed networks as `Network`s (names were checked when the settings were read)."""
         return tuple(net for name in self.allowed_networks if (net := find_network(name)))
+
+    @property
+    def rpc_urls(self) -> dict[str, str]:
+        """Each known network's RPC endpoint, by its x402 v1 name."""
+        return {net.v1_name: getattr(self, rpc_setting(net)) for net in NETWORKS}
 
 
 def config_dir(env: Mapping[str, str] = os.environ) -> Path:
@@ -133,7 +153,7 @@ def save_setting(key: str, value: Any, env: Mapping[str, str] = os.environ) -> P
 
 
 def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
-    """Defaults, then config.toml if present, then `XROUTER_BASE_URL`."""
+    """Defaults, then config.toml if present, then `XROUTER_BASE_URL` and `XROUTER_RPC_URL`."""
     path = config_dir(env) / CONFIG_FILE
     settings = Settings()
     text = _read_config(path)
@@ -146,6 +166,11 @@ def load_settings(env: Mapping[str, str] = os.environ) -> Settings:
     base_url = env.get("XROUTER_BASE_URL")
     if base_url:
         settings = apply_settings(settings, {"base_url": base_url}, source="XROUTER_BASE_URL")
+    rpc_url = env.get("XROUTER_RPC_URL")
+    if rpc_url:
+        # One endpoint for every network: each read checks the chain it serves first.
+        every = {rpc_setting(net): rpc_url for net in NETWORKS}
+        settings = apply_settings(settings, every, source="XROUTER_RPC_URL")
     return settings
 
 
@@ -199,6 +224,11 @@ def _check(key: str, value: Any, source: str) -> Any:
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise fail("an http:// or https:// URL")
         return value.rstrip("/")
+    if key.startswith("rpc_url_"):
+        if not isinstance(value, str) or not value.strip().startswith(("http://", "https://")):
+            # Not quoted: an endpoint's URL often holds an API key.
+            raise ConfigError(f"{source}: {key} must be an http:// or https:// URL")
+        return value.strip()
     if key in ("model", "theme"):
         if not isinstance(value, str) or not value.strip():
             raise fail("a non-empty string")
