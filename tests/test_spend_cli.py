@@ -247,7 +247,7 @@ def test_no_history_yet_is_an_empty_ledger():
     assert spend() == "No payments yet.\n"
     assert spend("--csv").splitlines() == [
         "time,model,amount_usd,network,status,tx,payer,pay_to,nonce,valid_before,reason,"
-        "conversation_id"
+        "conversation_id,refund_usd,refund_tx"
     ]
 
 

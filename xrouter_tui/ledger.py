@@ -84,6 +84,8 @@ CSV_COLUMNS = (
     "valid_before",
     "reason",
     "conversation_id",
+    "refund_usd",
+    "refund_tx",
 )
 
 
@@ -111,6 +113,8 @@ def payments_csv(payments: Iterable[StoredPayment], *, now: float | None = None)
             p.valid_before,
             p.reason,
             "" if p.conversation_id is None else p.conversation_id,
+            usd_text(p.refund_usd) if p.refund else "",
+            shown_tx(p.refund_tx) if p.refund and p.refund_tx else "",
         )
         writer.writerow([csv_cell(cell) for cell in row])
     return out.getvalue()
@@ -145,7 +149,9 @@ class ModelSpend:
 @dataclass(frozen=True, slots=True)
 class Spending:
     """Totals and payments, as the ledger screen and `spend` show them. Totals count payments
-    the router took; `uncertain_usd` those whose outcome is not known yet (they may settle)."""
+    the router took, at what was charged up front; `uncertain_usd` those whose outcome is not
+    known yet (they may settle); the `refunded` totals what came back from their payees, as
+    seen on chain."""
 
     session_usd: Decimal | None
     today_usd: Decimal
@@ -158,6 +164,9 @@ class Spending:
     # When it was read (the ledger's clock): an `unknown` payment past its validBefore then is
     # shown "expired, not charged".
     read_at: float = 0.0
+    # Refunds seen on chain of the payments counted in `today_usd` and `all_time_usd`.
+    today_refunded_usd: Decimal = Decimal(0)
+    all_time_refunded_usd: Decimal = Decimal(0)
 
     def status_of(self, payment: StoredPayment) -> str:
         """How `payment` reads in the tables and the CSV, as of `read_at`."""
@@ -223,12 +232,27 @@ class Ledger:
         return _total(p.amount_usd for p in self._session.values() if p.status in SPENT)
 
     def session_at_risk(self) -> Decimal:
-        """What this session paid or may yet be charged."""
+        """What this session paid or may yet be charged: each payment's amount until its refund
+        is seen on chain, then the net. The history has the last word on each (the chain may
+        have told it more since: a refund, an authorization that expired unused)."""
         now = self._clock()
-        return _total(p.amount_usd for p in self._session.values() if p.at_risk_at(now))
+        stored: dict[int, StoredPayment] = {}
+        ids = [p.payment_id for p in self._session.values() if p.payment_id is not None]
+        if self.store is not None and ids:
+            with suppress(StoreError):
+                stored = {p.id: p for p in self.store.payments(ids=ids)}
+        total = Decimal(0)
+        for entry in self._session.values():
+            row = stored.get(entry.payment_id) if entry.payment_id is not None else None
+            if row is None:
+                total += entry.amount_usd if entry.at_risk_at(now) else 0
+            elif row.at_risk_at(now):
+                total += row.net_usd
+        return total
 
     def today_at_risk(self) -> Decimal:
-        """What every process paid today, or may yet be charged for today's payments."""
+        """What every process paid today, or may yet be charged for today's payments (the net of
+        those whose refund was seen on chain)."""
         if self.store is None:
             now = self._clock()
             since = local_midnight(now)
@@ -239,7 +263,7 @@ class Ledger:
             )
         now = self._clock()
         payments = self.store.payments(since=local_midnight(now), networks=self.networks)
-        return _total(p.amount_usd for p in payments if p.at_risk_at(now))
+        return _total(p.net_usd for p in payments if p.at_risk_at(now))
 
     def explain(self, refusal: PaymentRefused) -> str:
         """The refusal's sentence, with what is spent already when it does not say so."""
@@ -394,6 +418,8 @@ class Ledger:
             session_usd=self.session_usd() if session else None,
             today_usd=_total(p.amount_usd for p in taken if p.created >= since),
             all_time_usd=_total(p.amount_usd for p in taken),
+            today_refunded_usd=_total(p.refund_usd for p in taken if p.created >= since),
+            all_time_refunded_usd=_total(p.refund_usd for p in taken),
             uncertain_usd=_total(
                 p.amount_usd for p in payments if p.at_risk_at(now) and not p.taken
             ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Self
 
@@ -48,10 +48,14 @@ from xrouter_tui.api.reading import (
 from xrouter_tui.payments import (
     Budget,
     ChallengeError,
+    Network,
     PaymentChallenge,
+    PaymentRefused,
+    Quote,
     SignedPayment,
     Signer,
     SpendingPolicy,
+    atomic_to_usd,
     explain_rejection,
     format_usd,
     parse_challenge,
@@ -64,8 +68,12 @@ from xrouter_tui.safe_text import one_line, valid_tx
 if TYPE_CHECKING:
     pass
 
-__all__ = ["RouterClient", "answer_broke"]
+__all__ = ["Funds", "RouterClient", "answer_broke", "not_enough_funds"]
 
+# The wallet's USDC balance on a network (in atomic units), or None when it is not known now:
+# what the check before signing compares with the router's amount. `commands/` and `ui/` pass
+# one that reads the chain (`chain.BalanceWatch.funds`); this layer never reads it itself.
+Funds = Callable[[Network, str], Awaitable[int | None]]
 
 _CHAT_PATH = "/v1/chat/completions"
 _ERROR_BODY_LIMIT = 300
@@ -83,9 +91,12 @@ class RouterClient:
         timeouts: Timeouts | None = None,
         limits: Limits | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        funds: Funds | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.account = account
+        # The check before signing: a payment the wallet is known not to cover is not signed.
+        self.funds = funds
         self.policy = policy or SpendingPolicy()
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
@@ -231,9 +242,12 @@ class RouterClient:
         budgets: Iterable[Budget] = (),
         confirm: ConfirmPayment | None = None,
         on_signed: OnSigned | None = None,
+        funds: Funds | None = None,
     ) -> tuple[httpx.Response, SignedPayment | None]:
         """Draw the 402 for a chat request `body` (X-Router's fields only), pay it once, and
-        return the paid response with its body unread (close it), and the payment made."""
+        return the paid response with its body unread (close it), and the payment made.
+        `funds` (else the client's own) tells the wallet's balance for the check before
+        signing."""
         first = await self._send(body, payment=None)
         if first.status_code != 402:
             if first.is_success:
@@ -248,6 +262,7 @@ class RouterClient:
                 "the command palette), or try --demo."
             )
         quote = self.policy.choose(challenge, budgets)
+        await self._check_funds(quote, funds or self.funds)
         if confirm is not None and not await confirm(quote):
             raise PaymentDeclined(
                 f"Payment of {format_usd(quote.amount_usd)} declined. Nothing was signed.",
@@ -266,6 +281,20 @@ class RouterClient:
         if not paid.is_success:
             await self._raise_for_status(paid, payment=payment)
         return paid, payment
+
+    async def _check_funds(self, quote: Quote, funds: Funds | None) -> None:
+        """Refuse, before anything is signed or asked, a payment the wallet's balance is known
+        not to cover. An unknown balance (no figure in time, a failed read) lets it go on: the
+        router judges then, as it always does."""
+        if funds is None or self.account is None:
+            return
+        payer = self.account.address
+        try:
+            balance = await funds(quote.network, payer)
+        except Exception:  # a read of the chain must never cost the turn
+            return
+        if balance is not None and balance < quote.amount:
+            raise not_enough_funds(quote, balance, payer)
 
     def _read_challenge(self, headers: httpx.Headers, body: bytes) -> PaymentChallenge:
         try:
@@ -547,6 +576,22 @@ class RouterClient:
             retry_after=retry_after,
             payment=payment,
         )
+
+
+def not_enough_funds(quote: Quote, balance: int, payer: str) -> PaymentRefused:
+    """The refusal of a payment above the wallet's balance: one sentence with the balance, the
+    amount and the address to fund."""
+    held = atomic_to_usd(balance, quote.asset.decimals)
+    where = quote.network.label
+    return PaymentRefused(
+        f"Not enough USDC: the wallet holds {format_usd(held)} on {where} and the router asks "
+        f"{format_usd(quote.amount_usd)} for this request; send USDC on {where} to {payer} to "
+        "pay for it. Nothing was signed.",
+        code="insufficient_funds",
+        amount_usd=quote.amount_usd,
+        limit_usd=held,
+        room_usd=held,
+    )
 
 
 def _too_long(payment: SignedPayment | None, partial_text: str, limit: int) -> AnswerTooLarge:

@@ -15,7 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 
 from xrouter_tui.api.reading import Limits, Timeouts
-from xrouter_tui.chain.reader import UsdcReader
+from xrouter_tui.chain.reader import ChainReaders, UsdcReader
 from xrouter_tui.chain.rpc import RPC_TIMEOUTS, ChainError
 from xrouter_tui.payments import Network
 
@@ -44,13 +44,13 @@ class Balance:
 
 
 class BalanceWatch:
-    """Balances of wallets, one read at a time per wallet and network, each through a reader of
-    the network's RPC endpoint (`rpc_urls` by the network's x402 v1 name; a network without one
-    has no balance to show). Lives on one event loop; `aclose()` it."""
+    """Balances of wallets, one read at a time per wallet and network, each through the
+    network's reader (`readers`, or readers made from RPC URLs by the network's x402 v1 name;
+    a network without one has no balance to show). Lives on one event loop; `aclose()` it."""
 
     def __init__(
         self,
-        rpc_urls: Mapping[str, str],
+        readers: ChainReaders | Mapping[str, str],
         *,
         timeouts: Timeouts = RPC_TIMEOUTS,
         limits: Limits | None = None,
@@ -58,13 +58,16 @@ class BalanceWatch:
         grace_seconds: float = GRACE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rpc_urls = dict(rpc_urls)
-        self.timeouts = timeouts
-        self.limits = limits
+        # Readers made here are closed here; given ones belong to the giver.
+        self._owns_readers = not isinstance(readers, ChainReaders)
+        self.readers = (
+            readers
+            if isinstance(readers, ChainReaders)
+            else ChainReaders(readers, timeouts=timeouts, limits=limits)
+        )
         self.fresh_seconds = fresh_seconds
         self.grace_seconds = grace_seconds
         self._clock = clock
-        self._readers: dict[str, UsdcReader] = {}
         self._last: dict[tuple[str, str], Balance] = {}
         self._reads: dict[tuple[str, str], asyncio.Task[Balance]] = {}
         # When the check before signing last took a figure: each figure serves one payment.
@@ -77,21 +80,12 @@ class BalanceWatch:
             with suppress(asyncio.CancelledError, Exception):
                 await task
         self._reads.clear()
-        for reader in self._readers.values():
-            await reader.aclose()
-        self._readers.clear()
+        if self._owns_readers:
+            await self.readers.aclose()
 
     def reader(self, network: Network) -> UsdcReader | None:
-        """The network's reader, made on first use; None without an RPC endpoint for it."""
-        reader = self._readers.get(network.v1_name)
-        if reader is None:
-            url = self.rpc_urls.get(network.v1_name)
-            if not url:
-                return None
-            reader = self._readers[network.v1_name] = UsdcReader(
-                url, network, timeouts=self.timeouts, limits=self.limits
-            )
-        return reader
+        """The network's reader; None without an RPC endpoint for it."""
+        return self.readers(network)
 
     def last(self, network: Network, address: str) -> Balance | None:
         """The latest figure (or failure) read, however old; None before the first read ends."""

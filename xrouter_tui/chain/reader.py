@@ -8,6 +8,7 @@ Base Sepolia endpoint set for Base would show test money as real. Each failure i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -34,7 +35,7 @@ from xrouter_tui.chain.usdc import (
 )
 from xrouter_tui.payments import Network
 
-__all__ = ["BLOCK_SECONDS", "TxReceipt", "UsdcReader"]
+__all__ = ["BLOCK_SECONDS", "ChainReaders", "TxReceipt", "UsdcReader"]
 
 # Base and Base Sepolia make a block every 2 seconds: how a time becomes a block number.
 BLOCK_SECONDS = 2
@@ -195,3 +196,37 @@ class UsdcReader:
 
     def _bad(self, what: str) -> ChainError:
         return ChainError(f"The chain's RPC at {self.host} sent an answer that is wrong: {what}.")
+
+
+class ChainReaders:
+    """A reader per network, made on first use from `rpc_urls` (by the network's x402 v1 name;
+    a network without one is not read). Lives on one event loop; `aclose()` it."""
+
+    def __init__(
+        self,
+        rpc_urls: Mapping[str, str],
+        *,
+        timeouts: Timeouts = RPC_TIMEOUTS,
+        limits: Limits | None = None,
+    ) -> None:
+        self.rpc_urls = dict(rpc_urls)
+        self.timeouts = timeouts
+        self.limits = limits
+        self._readers: dict[str, UsdcReader] = {}
+
+    def __call__(self, network: Network) -> UsdcReader | None:
+        """The network's reader; None without an RPC endpoint for it."""
+        reader = self._readers.get(network.v1_name)
+        if reader is None:
+            url = self.rpc_urls.get(network.v1_name)
+            if not url:
+                return None
+            reader = self._readers[network.v1_name] = UsdcReader(
+                url, network, timeouts=self.timeouts, limits=self.limits
+            )
+        return reader
+
+    async def aclose(self) -> None:
+        readers, self._readers = list(self._readers.values()), {}
+        for reader in readers:
+            await reader.aclose()

@@ -253,6 +253,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "INSERT INTO messages_fts (messages_fts) VALUES ('rebuild')",
         "INSERT INTO conversations_fts (conversations_fts) VALUES ('rebuild')",
     ),
+    # 5: what the chain says of a payment (`reconcile`). The USDC seen coming back from its
+    # payee after it (the router's refund of the unused part, as seen on chain; NULL: none
+    # seen yet, 0: none seen while one could be told apart) with its transaction; and when
+    # its authorization was seen unused past its validBefore: not charged, for certain.
+    (
+        "ALTER TABLE payments ADD COLUMN refund INTEGER",
+        "ALTER TABLE payments ADD COLUMN refund_tx TEXT",
+        "ALTER TABLE payments ADD COLUMN expired_seen TEXT",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -316,6 +325,12 @@ class StoredPayment:
     conversation_id: int | None = None
     # What the router's receipt says was settled, in atomic units, when it said.
     receipt_amount: int | None = None
+    # USDC seen coming back from the payee after it, on chain (atomic units; None: none seen
+    # yet, 0: none seen in the time a refund was looked for), and its transaction.
+    refund: int | None = None
+    refund_tx: str | None = None
+    # When the chain showed its authorization unused past validBefore (UTC ISO 8601).
+    expired_seen: str | None = None
 
     @property
     def amount_usd(self) -> Decimal:
@@ -328,6 +343,16 @@ class StoredPayment:
         if self.receipt_amount is None:
             return None
         return Decimal(self.receipt_amount).scaleb(-self.decimals)
+
+    @property
+    def refund_usd(self) -> Decimal:
+        """The refund seen on chain, in dollars (0 when none was seen)."""
+        return Decimal(self.refund or 0).scaleb(-self.decimals)
+
+    @property
+    def net_usd(self) -> Decimal:
+        """What it costs once its refund is seen: the amount until then."""
+        return self.amount_usd - self.refund_usd
 
     @property
     def taken(self) -> bool:
@@ -732,6 +757,46 @@ class Store:
             if status == _NO_RESEND:
                 self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
 
+    # -- what the chain says (`reconcile`) ------------------------------------------------------
+
+    def settled_on_chain(self, payment_id: int, *, was: str, tx: str | None) -> bool:
+        """The chain shows the payment's authorization used: it was charged (`settled`), with
+        the transaction that used it when found. Only while its status is still `was` (another
+        process may have written it meanwhile); False when it was not."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE payments SET status = 'settled', tx = coalesce(?, tx), "
+                "reason = 'charged: its authorization was used on chain', "
+                f"updated = {_NOW} WHERE id = ? AND status = ?",
+                (tx, payment_id, was),
+            )
+        return cursor.rowcount > 0
+
+    def expired_on_chain(self, payment_id: int, *, was: str) -> bool:
+        """The chain shows the payment's authorization unused past its validBefore: it was not
+        charged and never can be. It stays `unknown` (shown "expired, not charged"), and no
+        longer counts. Only while its status is still `was`."""
+        with self.transaction():
+            cursor = self._db.execute(
+                "UPDATE payments SET status = 'unknown', "
+                "reason = 'not charged: its authorization expired unused (seen on chain)', "
+                f"expired_seen = {_NOW}, updated = {_NOW} WHERE id = ? AND status = ?",
+                (payment_id, was),
+            )
+            self._db.execute("DELETE FROM resends WHERE payment_id = ?", (payment_id,))
+        return cursor.rowcount > 0
+
+    def record_refund(self, payment_id: int, amount: int, tx: str | None) -> bool:
+        """USDC seen coming back from the payment's payee after it: its refund, as seen on
+        chain (`amount` 0: none seen in the time one was looked for). Kept once."""
+        with self.transaction():
+            cursor = self._db.execute(
+                f"UPDATE payments SET refund = ?, refund_tx = ?, updated = {_NOW} "
+                "WHERE id = ? AND refund IS NULL",
+                (amount, tx, payment_id),
+            )
+        return cursor.rowcount > 0
+
     def rename(self, conversation_id: int, title: str) -> bool:
         """Give a conversation a new title; False when there is no such conversation."""
         with self.transaction():
@@ -900,7 +965,7 @@ class Store:
             "SELECT p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, "
             "p.payer, p.nonce, p.valid_before, p.status, p.tx, p.reason, "
             "coalesce(nullif(p.model, ''), m.model, ''), p.created, m.conversation_id, "
-            "p.receipt_amount "
+            "p.receipt_amount, p.refund, p.refund_tx, p.expired_seen "
             "FROM payments AS p LEFT JOIN messages AS m ON m.id = p.message_id "
             + (f"WHERE {' AND '.join(where)} " if where else "")
             + "ORDER BY p.id DESC",
