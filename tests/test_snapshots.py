@@ -12,9 +12,11 @@ A snapshot alone can pass on a wrong state, so each test also asserts what a use
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -31,13 +33,13 @@ from tests.ui_helpers import (
     visible_text,
     wait_for,
 )
-from xrouter_tui.api import errors
+from xrouter_tui.api import ModelInfo, errors
 from xrouter_tui.chat import MessageStatus
 from xrouter_tui.config import load_settings
 from xrouter_tui.devserver import DevServerConfig
 from xrouter_tui.devserver.catalog import MODELS
 from xrouter_tui.devserver.x402 import transaction_hash
-from xrouter_tui.payments import BASE_SEPOLIA, short_address, signing
+from xrouter_tui.payments import BASE_SEPOLIA, format_usd, short_address, signing
 from xrouter_tui.ui.screens.help import HelpScreen
 from xrouter_tui.ui.screens.model_picker import ModelPicker
 from xrouter_tui.ui.screens.payment import PaymentDialog
@@ -47,6 +49,8 @@ from xrouter_tui.ui.widgets.prompt import PromptInput
 from xrouter_tui.ui.widgets.status_bar import ChatState, StatusBar
 
 SIZE = (110, 34)
+# The smallest terminal people commonly use: what gives way there, and what never does.
+SMALL = (80, 24)
 # A whole answer, from the question to the line of what it cost, without scrolling.
 TALL = (110, 48)
 REJECTING = DevServerConfig(network=BASE_SEPOLIA.v1_name, faults={"reject-payment"})
@@ -216,7 +220,7 @@ def test_the_help_screen(snap_compare):
     seen = scene.check()
     assert isinstance(seen["screen"], HelpScreen)
     # The descriptions, not only the keys, must fit on screen.
-    for description in ("Send the prompt", "Pick the model for the next turns", "Quit"):
+    for description in ("Send the prompt", "Stop the answer being streamed", "Start a new"):
         assert description in seen["on screen"], description
     assert matches
 
@@ -295,4 +299,65 @@ def test_the_wallet_setup_at_a_first_start(snap_compare, memory_keyring):
     assert "no wallet" in seen["status"] and "DEMO" not in seen["status"]
     assert seen["notices at start"] == [], "the setup replaces the old no-wallet notice"
     assert memory_keyring.secrets == {}, "nothing stored before the user chooses"
+    assert matches
+
+
+def test_the_chat_at_80x24_after_a_paid_answer(snap_compare, counted_nonces):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await send(pilot, "Show me a table and some Python")
+            await turn_over(pilot, chat)
+            seen["spent"] = chat.app.chat.query_one(StatusBar).session_spend
+            seen["status"] = status_line(chat)
+            seen["on screen"] = visible_text(chat.app)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SMALL)
+    seen = scene.check()
+    spent = format_usd(seen["spent"])
+    assert seen["spent"] > 0
+    # The session total and the last charge, in words, on the 80-column line.
+    assert f"last {spent}  session {spent}" in seen["status"], seen["status"]
+    assert f"session {spent}" in seen["on screen"]
+    assert matches
+
+
+# An id as long as a real router's, next to the demo's: it gives way, the prices never do.
+LONG_ID = ModelInfo(
+    "nousresearch/hermes-3-llama-3.1-405b:extended",
+    "Nous: Hermes 3 405B Instruct (extended)",
+    context_length=128_000,
+    input_per_1m_usd=Decimal("4.5"),
+    output_per_1m_usd=Decimal("4.5"),
+)
+
+
+def test_the_model_picker_at_80x24_with_its_prices(snap_compare):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await wait_for(pilot, lambda: len(chat.app.models) == len(MODELS), "the model list")
+            chat.app.models.append(LONG_ID)
+            await pilot.press("f2", "3")
+            options = chat.app.screen.query_one(OptionList)
+            await wait_for(pilot, lambda: options.option_count < len(MODELS) + 1, "a filter")
+            seen["rows"] = [
+                str(options.get_option_at_index(i).prompt) for i in range(options.option_count)
+            ]
+            seen["on screen"] = visible_text(chat.app)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SMALL)
+    seen = scene.check()
+    shown = len(seen["rows"])
+    assert f"Model · {shown} of {len(MODELS) + 1} models" in seen["on screen"]
+    # Every row in view, its prices whole (words compared one space apart).
+    assert 1 < shown <= 9, seen["rows"]
+    on_screen = " ".join(seen["on screen"].split())
+    for row in seen["rows"]:
+        prices = re.search(r"\$[0-9.,]+ /\s*\$[0-9.,]+", row)
+        assert prices is not None and " ".join(prices.group(0).split()) in on_screen, row
+    # The long id gave up its provider part for them.
+    assert "hermes-3-llama-3.1-405b:extended" in seen["on screen"]
     assert matches
