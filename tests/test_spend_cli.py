@@ -30,6 +30,13 @@ key = test_cli.key
 router = test_cli.router
 
 
+@pytest.fixture(autouse=True)
+def no_public_chain(monkeypatch):
+    """`spend` reconciles from the chain first: here, from no chain beyond 127.0.0.1 (port 9
+    is closed, so it cannot be read)."""
+    monkeypatch.setenv("XROUTER_RPC_URL", "http://127.0.0.1:9/")
+
+
 def usd(atomic: int) -> Decimal:
     """The router's atomic USDC units (6 decimals) in dollars, exactly."""
     return atomic * MICRO
@@ -124,8 +131,10 @@ def test_spend_text_shows_the_totals_models_and_payments(paid):
         assert row.split()[1:] == ["1", format_usd(usd(payment.amount))]
     header = next(i for i, line in enumerate(lines) if line.startswith("TIME "))
     assert lines[header].split() == ["TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX"]
-    rows = lines[header + 1 :]
+    rows = lines[header + 1 : lines.index("", header)]
     assert len(rows) == 3
+    # The payment of unknown outcome could not be checked: said once, at the end.
+    assert lines[-1].startswith("Not checked on chain: The chain's RPC at 127.0.0.1:9 could not")
     assert [row.split()[4] for row in rows] == ["unknown", "settled", "settled"]
     # People read the network's name; JSON and CSV keep x402's.
     assert [row.split()[5] for row in rows] == ["Base", "Base", "Base"]

@@ -6,13 +6,20 @@ The router is the local one over real loopback HTTP; the chain is a node made fo
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
+
 import pytest
 
+from tests import test_cli
 from tests.rpc_helpers import FakeNode, fake_node, word
+from tests.test_cli import run
 from xrouter_tui.api import RouterClient
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.payments import BASE, PaymentRefused, SpendingPolicy, WalletKey
 
+# test_cli's fixture: a fresh wallet key (hex, address).
+key = test_cli.key
 MODEL = "openai/gpt-4o-mini"
 QUESTION = [{"role": "user", "content": "How much is left?"}]
 
@@ -121,3 +128,157 @@ async def test_the_check_comes_before_the_question_to_pay(router):
 def test_the_fake_node_serves_base():
     with fake_node(FakeNode(answers={"eth_call": lambda r: word(1)})) as node:
         assert node.url.startswith("http://127.0.0.1:")
+
+
+# -- the check in `ask` ----------------------------------------------------------------------
+
+
+def test_ask_refuses_what_the_balance_cannot_pay_exit_3_nothing_signed(router, monkeypatch):
+    secret = "0x" + "5a" * 32
+    address = WalletKey.from_hex(secret).address
+    node = FakeNode(answers={"eth_call": lambda r: word(2_500)})  # $0.0025
+    with fake_node(node):
+        monkeypatch.setenv("XROUTER_RPC_URL", node.url)
+        result = run(
+            "ask", "--base-url", router.url, "hi", env_extra={"XROUTER_PRIVATE_KEY": secret}
+        )
+    assert result.returncode == 3, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("xrouter-tui: Not enough USDC: the wallet holds $0.002500 on Base")
+    assert f"send USDC on Base to {address}" in line and "Nothing was signed." in line
+    assert router.state.paid_requests == 0 and router.state.unpaid_requests == 1
+    # The balance was read once, with the chain checked first; never the key anywhere.
+    assert node.methods()[:2] == ["eth_chainId", "eth_call"]
+    assert secret[2:] not in result.stdout + result.stderr
+
+
+def test_ask_pays_when_the_balance_is_unknown(router, key):
+    # Port 9 is closed: the balance cannot be read, and the turn goes on as before.
+    secret, _ = key
+    result = run("ask", "--base-url", router.url, "hi", env_extra={"XROUTER_PRIVATE_KEY": secret})
+    assert result.returncode == 0, result.stderr
+    assert router.state.paid_requests == 1
+
+
+# -- the check in the proxy ------------------------------------------------------------------
+
+
+async def test_the_proxy_answers_402_in_openais_shape_and_signs_nothing(router, tmp_path):
+    import httpx
+
+    from xrouter_tui.chain import BalanceWatch
+    from xrouter_tui.history.store import Store
+    from xrouter_tui.ledger import Ledger
+    from xrouter_tui.proxy.app import ProxySetup, create_proxy_app
+    from xrouter_tui.proxy.record import ProxyHistory
+
+    account = WalletKey.generate()
+    node = FakeNode(answers={"eth_call": lambda r: word(0)})
+    with fake_node(node), Store.open(tmp_path / "history.sqlite3") as store:
+        setup = ProxySetup(
+            client=RouterClient(
+                router.url, account=account, policy=SpendingPolicy(networks=(BASE,))
+            ),
+            ledger=Ledger(store, [BASE]),
+            history=ProxyHistory(store),
+            model=MODEL,
+            max_tokens=64,
+            temperature=None,
+            confirm_above_usd=Decimal(1),
+            balances=BalanceWatch({"base": node.url}),
+        )
+        app = create_proxy_app(setup, token="t0ken")
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1:8400"
+        ) as client:
+            response = await client.post(
+                "/v1/chat/completions",
+                json={"model": MODEL, "messages": QUESTION},
+                headers={"Authorization": "Bearer t0ken"},
+            )
+        await setup.client.aclose()
+        await setup.balances.aclose()
+        assert store.payments() == []
+    assert response.status_code == 402
+    assert response.headers["x-should-retry"] == "false"
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("payment_refused", "insufficient_funds")
+    assert error["message"].startswith("Not enough USDC: the wallet holds $0.000000 on Base")
+    assert account.address in error["message"]
+    assert router.state.paid_requests == 0
+
+
+# -- `xrouter-tui wallet` and `spend`, reconciling -------------------------------------------
+
+
+def wallet(*args: str, env_extra: dict | None = None):
+    result = run("wallet", *args, env_extra=env_extra)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def test_wallet_without_a_key_says_how_to_get_one():
+    result = wallet()
+    assert result.returncode == 2 and result.stdout == ""
+    assert "no wallet key" in result.stderr and "xrouter-tui wallet --demo" in result.stderr
+
+
+def test_wallet_shows_the_balance_the_risk_and_the_refunds_seen_today(monkeypatch, key):
+    from tests.test_reconcile import LATEST, PAY_TO, Chain, nonce, pay, tx
+    from xrouter_tui.history.journal import history_path
+    from xrouter_tui.history.store import Store
+
+    secret, address = key
+    with Store.open(history_path()) as store:
+        refunded = pay(store, 1, status="settled")
+        pay(store, 2, status="unknown", amount=20_000)  # may yet be charged
+    chain = Chain()
+    chain.use(nonce(1), LATEST - 10, tx(1))
+    chain.transfer(PAY_TO, "0x2C7536E3605D9C16a7a3D7b1898e529396a65c23", 4_000, LATEST - 9, tx(7))
+    node = chain.node()
+    node.answers["eth_call"] = lambda r: (
+        word(12_345_678) if r["params"][0]["data"].startswith("0x70a08231") else word(0)
+    )
+    with fake_node(node):
+        monkeypatch.setenv("XROUTER_RPC_URL", node.url)
+        env = {"XROUTER_PRIVATE_KEY": secret}
+        document = json.loads(wallet("--json", env_extra=env).stdout)
+        text = wallet(env_extra=env)
+    assert document == {
+        "address": address,
+        "network": "base",
+        "balance_usd": "12.345678",
+        "at_risk_usd": "0.020000",
+        "at_risk_payments": 1,
+        "refunds_today_usd": "0.004000",
+        "rpc": node.url.split("/")[2],
+    }
+    assert text.returncode == 0 and text.stderr == ""
+    assert text.stdout.splitlines() == [
+        f"Address  {address}",
+        "Network  Base",
+        f"Balance  $12.345678 USDC (read from {node.url.split('/')[2]})",
+        "At risk  $0.020000 in 1 payment of unknown outcome",
+        "Refunds  $0.004000 seen on chain today",
+    ]
+    with Store.open(history_path()) as store:
+        [payment] = store.payments(ids=[refunded])
+    assert (payment.refund, payment.refund_tx) == (4_000, tx(7))
+    # The ledger shows it too.
+    spent = json.loads(run("spend", "--json").stdout)
+    assert spent["today_refunded_usd"] == spent["all_time_refunded_usd"] == "0.004000"
+    shown = next(p for p in spent["payments"] if p["status"] == "settled")
+    assert (shown["refund_usd"], shown["refund_tx"]) == ("0.004000", tx(7))
+    table = run("spend").stdout
+    assert "refunded $0.004000 today, $0.004000 in all (seen on chain)" in table
+    assert "REFUND" in table and "$0.004000" in table
+
+
+def test_wallet_with_a_chain_that_cannot_be_read_shows_the_balance_unknown(key):
+    secret, address = key
+    result = wallet("--json", env_extra={"XROUTER_PRIVATE_KEY": secret})
+    assert result.returncode == 0
+    document = json.loads(result.stdout)
+    assert document["balance_usd"] is None and document["address"] == address
+    [note] = result.stderr.splitlines()
+    assert note.startswith("xrouter-tui: the balance could not be read: The chain's RPC at")

@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "history": "xrouter_tui.commands.history",
     "export": "xrouter_tui.commands.export",
     "spend": "xrouter_tui.commands.spend",
+    "wallet": "xrouter_tui.commands.wallet",
     "models": "xrouter_tui.commands.models",
     "key": "xrouter_tui.commands.key",
     "proxy": "xrouter_tui.commands.proxy",

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import sys
 import time
+from contextlib import suppress
 
 from xrouter_tui.api import (
     Limits,
@@ -60,6 +61,9 @@ from xrouter_tui.resends import Resend, kept_resend, last_unanswered, not_resend
 from xrouter_tui.safe_text import json_text, one_line
 
 __all__ = ["run_ask"]
+
+# The most an `ask` spends looking up earlier payments on chain, beside its own turn.
+_RECONCILE_SECONDS = 15.0
 
 
 def run_ask(args: argparse.Namespace, console: Console) -> int:
@@ -247,25 +251,57 @@ def _answer(
                 )
             return answer
 
+        # The chain: the demo's local one on the router's port, else each network's endpoint.
+        rpc_urls = {networks[0].v1_name: f"{base_url}/rpc"} if args.demo else settings.rpc_urls
+
         async def turn() -> None:
-            async with RouterClient(
-                base_url,
-                account=account,
-                policy=policy,
-                timeouts=Timeouts.of(settings),
-                limits=Limits.of(settings),
-            ) as client:
-                await stream_answer(
-                    client,
-                    request,
-                    record,
-                    answer=answer,
-                    progress=progress,
-                    ledger=ledger,
-                    journal=journal,
-                    confirm=confirm,
-                    resend=resend,
+            from xrouter_tui.chain import BalanceWatch, ChainReaders
+            from xrouter_tui.reconcile import reconcile_within
+
+            readers = ChainReaders(rpc_urls, limits=Limits.of(settings))
+            watch = BalanceWatch(readers)
+            if account is not None and resend is None:
+                # Read beside the unpaid request: the check before signing takes the figure if
+                # it came in time, and never waits long for it.
+                for network in networks:
+                    watch.refresh(network, account.address)
+            # Earlier payments whose outcome or refund is open, looked up meanwhile (the demo's
+            # were made on chains that ended with their demo): what is not done when the answer
+            # is, waits for the next run.
+            checking = (
+                None
+                if args.demo
+                else asyncio.ensure_future(
+                    reconcile_within(store, readers, networks, deadline=_RECONCILE_SECONDS)
                 )
+            )
+            try:
+                async with RouterClient(
+                    base_url,
+                    account=account,
+                    policy=policy,
+                    timeouts=Timeouts.of(settings),
+                    limits=Limits.of(settings),
+                    funds=watch.funds,
+                ) as client:
+                    await stream_answer(
+                        client,
+                        request,
+                        record,
+                        answer=answer,
+                        progress=progress,
+                        ledger=ledger,
+                        journal=journal,
+                        confirm=confirm,
+                        resend=resend,
+                    )
+            finally:
+                if checking is not None:
+                    checking.cancel()
+                    with suppress(asyncio.CancelledError, Exception):
+                        await checking
+                await watch.aclose()
+                await readers.aclose()
 
         try:
             asyncio.run(turn())

@@ -1,5 +1,6 @@
 """`xrouter-tui spend`: what was paid on the allowed networks, or what the demo paid (its own
-history, on its test network), as tables, JSON or CSV."""
+history, on its test network), as tables, JSON or CSV; the payments whose outcome or refund is
+open are first reconciled from the chain (`reconcile`)."""
 
 from __future__ import annotations
 
@@ -37,15 +38,21 @@ def run(args: argparse.Namespace, console: Console) -> int:
         spend_csv,
         spend_json,
         spend_table,
+        unchecked_note,
     )
     from xrouter_tui.config import load_settings
     from xrouter_tui.history.journal import history_path
     from xrouter_tui.history.store import Store
     from xrouter_tui.ledger import Ledger
+    from xrouter_tui.reconcile import reconcile_now
 
     demo = getattr(args, "demo", False)
-    networks = (DEMO_NETWORK,) if demo else load_settings(console.env).networks
+    settings = load_settings(console.env)
+    networks = (DEMO_NETWORK,) if demo else settings.networks
     with Store.open(history_path(console.env, demo=demo)) as store:
+        # What the chain says first: outcomes settled, refunds seen. The demo's payments were
+        # made on local chains that ended with their demo: nothing to look up.
+        errors = [] if demo else reconcile_now(store, settings.rpc_urls, networks).errors
         ledger = Ledger(store, networks)
         spending = ledger.spending(session=False)
         # For people only: what the table leaves out (scripts asked for the allowed networks).
@@ -53,16 +60,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
         elsewhere = (
             [p for p in store.payments() if p.network not in ledger.networks] if plain_table else []
         )
+    # Said only where it matters: payments whose outcome is still open.
+    unchecked = errors[0] if errors and spending.uncertain_usd > 0 else None
     stdout = console.stdout
     if args.csv:
         stdout.write(spend_csv(spending))
     elif args.json:
-        print(spend_json(spending), file=stdout)
+        print(spend_json(spending, chain_error=unchecked), file=stdout)
     elif demo:
         heading = f"Demo, on {DEMO_NETWORK.label}"
         print(spend_table(spending, heading=heading, empty="No demo payments yet."), file=stdout)
     else:
-        note = not_counted_note(elsewhere, _demo_payments(console))
+        notes = [not_counted_note(elsewhere, _demo_payments(console)), unchecked_note(unchecked)]
+        note = "\n".join(n for n in notes if n) or None
         print(spend_table(spending, note=note), file=stdout)
     stdout.flush()
     return EXIT_OK

@@ -19,16 +19,21 @@ from xrouter_tui.payments import format_usd, network_label, short_address
 from xrouter_tui.payments.networks import usd_text
 from xrouter_tui.safe_text import MALFORMED, json_text, one_line, valid_tx
 
-__all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table"]
+__all__ = ["not_counted_note", "spend_csv", "spend_json", "spend_table", "unchecked_note"]
 
 
-def spend_json(spending: Spending) -> str:
-    """The totals, the spend per model and every payment (newest first), as a JSON object."""
+def spend_json(spending: Spending, *, chain_error: str | None = None) -> str:
+    """The totals, the spend per model and every payment (newest first), as a JSON object;
+    `chain_error` says why payments of unknown outcome could not be checked on chain."""
     document = {
         "session_usd": None if spending.session_usd is None else usd_text(spending.session_usd),
         "today_usd": usd_text(spending.today_usd),
         "all_time_usd": usd_text(spending.all_time_usd),
         "uncertain_usd": usd_text(spending.uncertain_usd),
+        # Refunds seen on chain: USDC back from a payment's payee after it.
+        "today_refunded_usd": usd_text(spending.today_refunded_usd),
+        "all_time_refunded_usd": usd_text(spending.all_time_refunded_usd),
+        "chain_error": chain_error,
         "by_model": [
             {"model": spend.model, "usd": usd_text(spend.usd), "payments": spend.payments}
             for spend in spending.by_model
@@ -77,6 +82,13 @@ def not_counted_note(elsewhere: Sequence[StoredPayment], demo_payments: int = 0)
     return "\n".join(lines) or None
 
 
+def unchecked_note(error: str | None) -> str | None:
+    """The line on payments of unknown outcome the chain could not be asked about."""
+    if not error:
+        return None
+    return f"Not checked on chain: {one_line(error, 300)}"
+
+
 def _payments(count: int) -> str:
     return f"{count} payment{'s' if count != 1 else ''}"
 
@@ -89,9 +101,15 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
         totals = f"{heading}: {totals}"
     if spending.uncertain_usd > 0:
         totals += f" · {format_usd(spending.uncertain_usd)} of unknown outcome"
+    if spending.all_time_refunded_usd > 0:
+        totals += (
+            f" · refunded {format_usd(spending.today_refunded_usd)} today, "
+            f"{format_usd(spending.all_time_refunded_usd)} in all (seen on chain)"
+        )
     models = [("MODEL", "PAYMENTS", "SPENT")]
     models += [(one_line(s.model), str(s.payments), format_usd(s.usd)) for s in spending.by_model]
-    payments = [("TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX")]
+    refunds = any(p.refund for p in spending.payments)
+    payments = [("TIME", "MODEL", "AMOUNT", "STATUS", "NETWORK", "TX", *(("REFUND",) * refunds))]
     payments += [
         (
             local_time(p.created),
@@ -100,13 +118,14 @@ def _spend_blocks(spending: Spending, heading: str) -> list[str]:
             spending.status_of(p),
             one_line(network_label(p.network)),
             _tx(p.tx),
+            *((format_usd(p.refund_usd) if p.refund else "-",) * refunds),
         )
         for p in spending.payments
     ]
     blocks = [totals]
     if spending.by_model:
         blocks.append(text_table(models, right={1, 2}))
-    blocks.append(text_table(payments, right={2}))
+    blocks.append(text_table(payments, right={2, 6}))
     return blocks
 
 
@@ -130,4 +149,7 @@ def _payment(p: StoredPayment, status: str) -> dict[str, Any]:
         "payer": p.payer,
         "pay_to": p.pay_to,
         "reason": p.reason or None,
+        # USDC seen back from its payee after it, on chain (null: none seen).
+        "refund_usd": usd_text(p.refund_usd) if p.refund else None,
+        "refund_tx": p.refund_tx if p.refund else None,
     }

@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import httpx
 from starlette.applications import Starlette
@@ -75,6 +75,9 @@ from xrouter_tui.proxy.wire import (
 )
 from xrouter_tui.safe_text import one_line, valid_tx
 from xrouter_tui.serving import BROKE, COMPLETED, LEFT, STOPPED, WatchedStream
+
+if TYPE_CHECKING:
+    from xrouter_tui.chain import BalanceWatch
 
 __all__ = ["ProxySetup", "create_proxy_app"]
 
@@ -130,6 +133,9 @@ class ProxySetup:
     limits: Limits = field(default_factory=Limits)
     max_request_bytes: int = 8_000_000
     clock: Callable[[], float] = time.time
+    # The wallet's balance, read from the chain: a payment it is known not to cover is refused
+    # (402) before anything is signed. None: not checked (the router judges).
+    balances: BalanceWatch | None = None
     # The OpenAI-shaped model list, and when it was fetched.
     listed_models: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
     # Answers still being saved after their response ended.
@@ -202,6 +208,8 @@ def create_proxy_app(
         yield
         await setup.finish()
         await setup.client.aclose()
+        if setup.balances is not None:
+            await setup.balances.aclose()
 
     routes = []
     for prefix in ("/v1", ""):  # some clients are given the base URL without /v1
@@ -329,6 +337,7 @@ class _Handlers:
                 budgets=setup.ledger.budgets(),
                 confirm=self._confirm,
                 on_signed=turn.signed,
+                funds=setup.balances.funds if setup.balances is not None else None,
             )
         except PaymentRefused as exc:
             return turn.refused(exc)
