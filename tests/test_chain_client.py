@@ -340,3 +340,15 @@ def test_the_fake_node_answers_like_a_node():
         "id": 3,
         "result": "0x1",
     }
+
+
+async def test_the_latest_block_gives_the_chains_number_and_clock():
+    answers = {"eth_getBlockByNumber": lambda r: {"number": "0x10", "timestamp": "0x6553f100"}}
+    node = FakeNode(answers=answers)
+    with fake_node(node):
+        block = await read(node, lambda c: c.latest_block())
+        assert (block.number, block.timestamp) == (16, 0x6553F100)
+        assert node.calls[-1]["params"] == ["latest", False]  # hashes only, never whole txs
+        node.answers["eth_getBlockByNumber"] = lambda r: {"number": "0x10"}
+        with pytest.raises(ChainError, match="the block's time is not a number"):
+            await read(node, lambda c: c.latest_block())

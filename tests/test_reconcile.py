@@ -38,6 +38,8 @@ class Chain:
     latest: int = LATEST
     used: set[str] = field(default_factory=set)
     logs: list[dict] = field(default_factory=list)
+    # The latest block's time: the chain's clock.
+    now: float = field(default_factory=time.time)
 
     def use(self, nonce: str, block: int, tx: str) -> None:
         self.used.add(nonce.lower())
@@ -54,7 +56,10 @@ class Chain:
     def node(self) -> FakeNode:
         return FakeNode(
             answers={
-                "eth_blockNumber": lambda r: hex(self.latest),
+                "eth_getBlockByNumber": lambda r: {
+                    "number": hex(self.latest),
+                    "timestamp": hex(int(self.now)),
+                },
                 "eth_call": self._call,
                 "eth_getLogs": self._get_logs,
             }
@@ -179,6 +184,16 @@ async def test_an_authorization_unused_past_valid_before_is_not_charged_and_not_
         assert node.methods().count("eth_call") == asked + 1  # the pending one, again
 
 
+async def test_expiry_is_judged_by_the_chains_clock_not_this_computers(store):
+    payment_id = pay(store, 1, status="unknown", valid_for=-60)
+    chain = Chain(now=time.time() - 120)  # the chain's time is before its validBefore
+    with fake_node(chain.node()) as node:
+        assert (await run(store, node)).expired == 0
+        assert row(store, payment_id).expired_seen is None
+        chain.now = time.time()
+        assert (await run(store, node)).expired == 1
+
+
 async def test_nothing_to_look_up_asks_nothing(store):
     pay(store, 1, status="rejected")
     with fake_node(Chain().node()) as node:
@@ -269,13 +284,13 @@ async def test_each_refund_goes_to_the_latest_payment_before_it_once(store):
 async def test_a_refund_window_that_passed_with_none_seen_is_closed(store):
     payment_id = pay(store, 1, status="settled")
     later = time.time() + REFUND_WINDOW + 3600
-    chain = Chain(latest=LATEST + int((later - time.time()) / 2))
+    chain = Chain(latest=LATEST + int((later - time.time()) / 2), now=later)
     chain.use(nonce(1), LATEST, tx(1))
     with fake_node(chain.node()) as node:
-        await run(store, node, now=later)
+        await run(store, node)
         assert row(store, payment_id).refund == 0
         calls = len(node.calls)
-        await run(store, node, now=later)
+        await run(store, node)
         assert len(node.calls) == calls  # nothing left to look up: not even the block
     assert row(store, payment_id).net_usd == Decimal("0.013500")
 

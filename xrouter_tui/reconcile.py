@@ -3,8 +3,9 @@
 A payment whose outcome is not known (`unknown`, or `signed`/`sent` left by a crash or a router
 without a receipt) is settled by `authorizationState(payer, nonce)`: used means charged
 (`settled`, with the transaction found from its `AuthorizationUsed` log when it can be); unused
-past its validBefore means not charged, ever (it stays `unknown`, shown "expired, not charged",
-and no longer counts). Unused before then, it is left for a later look.
+past its validBefore, by the chain's own clock (its latest block's time: this computer's may
+be wrong), means not charged, ever (it stays `unknown`, shown "expired, not charged", and no
+longer counts). Unused before then, it is left for a later look.
 
 A USDC transfer to the wallet from a payment's `payTo` after the payment is taken for its refund
 (X-Router says it refunds the unused part of the upfront charge; how is not documented): of the
@@ -14,7 +15,8 @@ seen on chain, never promised. A payment whose refund window passed with none se
 gets a refund of 0, and is not looked at again.
 
 Blocks are found from times: Base makes one every 2 seconds, so a payment's blocks are sought
-in a window around the time it was signed, never the whole chain. Each run does a bounded
+in a window around the time it was signed (counted back from the latest block's time), never
+the whole chain. Each run does a bounded
 amount of reading (`Limits`); what is left waits for the next one.
 """
 
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -52,10 +53,8 @@ __all__ = [
 # A refund is looked for this long after its payment was signed.
 REFUND_WINDOW = 3600.0
 # Times on this computer and the chain's, and the estimate of a block from a time, may differ
-# by this much: every window of blocks is widened by it, and an authorization is taken as
-# expired only this long after its validBefore.
+# by this much: every window of blocks is widened by it.
 SLACK = 900.0
-EXPIRY_SLACK = 30.0
 # A command (`spend`, `wallet`) waits this long for the chain at most, then goes on with what it
 # has: the rest is looked up next time.
 COMMAND_DEADLINE = 15.0
@@ -98,7 +97,6 @@ async def reconcile(
     networks: Sequence[Network],
     *,
     since: str | None = None,
-    now: float | None = None,
     limits: RunLimits = RunLimits(),
 ) -> Reconciled:
     """Look up on chain the payments of `networks` whose outcome or refund is open (signed at
@@ -106,14 +104,13 @@ async def reconcile(
     found to `store`. `readers` gives each network's reader (None: not read). Never raises for
     the chain: what could not be read is in `errors`, and is looked at again next time."""
     result = Reconciled()
-    moment = time.time() if now is None else now
     for network in networks:
         reader = readers(network)
         if reader is None:
             continue
         payments = store.payments(networks=[network.v1_name], since=since)
         try:
-            await _network(store, reader, payments, moment, limits, result)
+            await _network(store, reader, payments, limits, result)
         except ChainError as exc:
             result.errors.append(str(exc))
     return result
@@ -174,7 +171,6 @@ async def _network(
     store: Store,
     reader: UsdcReader,
     payments: Sequence[StoredPayment],
-    now: float,
     limits: RunLimits,
     result: Reconciled,
 ) -> None:
@@ -184,7 +180,9 @@ async def _network(
         return  # nothing to ask: not even the block number
     # A refund seen already is not taken for another payment's.
     seen_refunds = [p.refund_tx for p in payments if p.refund and p.refund_tx]
-    latest = await reader.block_number()
+    block = await reader.latest_block()
+    # The chain's clock: an authorization is expired when the chain's time says so.
+    latest, now = block.number, float(block.timestamp)
     # Newest first: what a run leaves for the next is the oldest.
     wanted = {p.id: p for p in sorted([*open_outcome, *refund_open], key=lambda p: -p.id)}
     by_payer: dict[str, list[_Payment]] = {}
@@ -211,9 +209,8 @@ async def _network(
                 if store.settled_on_chain(row.id, was=row.status, tx=item.used_tx):
                     result.settled += 1
                     item.row = _as_settled(row)
-            elif now >= row.valid_before + EXPIRY_SLACK and store.expired_on_chain(
-                row.id, was=row.status
-            ):
+            elif now >= row.valid_before and store.expired_on_chain(row.id, was=row.status):
+                # Read after the block whose time is past it: no later block can use it.
                 result.expired += 1
         _match_refunds(store, group, transfers, seen_refunds, now, result)
 

@@ -6,7 +6,7 @@ No web3: httpx and a few hex words. Beside `api/`, never importing Textual; `com
 """
 
 from xrouter_tui.chain.balance import Balance, BalanceWatch
-from xrouter_tui.chain.reader import BLOCK_SECONDS, ChainReaders, TxReceipt, UsdcReader
+from xrouter_tui.chain.reader import BLOCK_SECONDS, Block, ChainReaders, TxReceipt, UsdcReader
 from xrouter_tui.chain.rpc import RPC_TIMEOUTS, ChainError, JsonRpc, rpc_host
 from xrouter_tui.chain.usdc import AuthorizationUsedLog, TransferLog
 
@@ -16,6 +16,7 @@ __all__ = [
     "AuthorizationUsedLog",
     "Balance",
     "BalanceWatch",
+    "Block",
     "ChainError",
     "ChainReaders",
     "JsonRpc",

@@ -35,10 +35,18 @@ from xrouter_tui.chain.usdc import (
 )
 from xrouter_tui.payments import Network
 
-__all__ = ["BLOCK_SECONDS", "ChainReaders", "TxReceipt", "UsdcReader"]
+__all__ = ["BLOCK_SECONDS", "Block", "ChainReaders", "TxReceipt", "UsdcReader"]
 
 # Base and Base Sepolia make a block every 2 seconds: how a time becomes a block number.
 BLOCK_SECONDS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block's number and time (seconds since the epoch, as the chain keeps it)."""
+
+    number: int
+    timestamp: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,18 @@ class UsdcReader:
         await self._check_chain()
         result = await self.rpc.call("eth_blockNumber", [])
         return self._read(read_quantity, result, "the block number")
+
+    async def latest_block(self) -> Block:
+        """The latest block: its number, and the chain's time (an authorization whose
+        validBefore is at or before it can no longer be used, in this block or any later)."""
+        await self._check_chain()
+        result = await self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        if not isinstance(result, dict):
+            raise self._bad("the latest block is not an object")
+        return Block(
+            number=self._read(read_quantity, result.get("number"), "the block's number"),
+            timestamp=self._read(read_quantity, result.get("timestamp"), "the block's time"),
+        )
 
     async def transfers_to(
         self,
