@@ -14,8 +14,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     server = commands.add_parser(
         "demo-server",
         help="run the local X-Router (for demos and tests) on 127.0.0.1",
-        description="Run the local X-Router: real x402 payments verified locally, a made-up "
-        "Markdown reply, and switchable faults.",
+        description="Run the local X-Router: real x402 payments verified locally (with --chain "
+        "also settled on a local EVM, the unused part refunded, its JSON-RPC at /rpc), a "
+        "made-up Markdown reply, and switchable faults.",
     )
     add_arguments(server)
 

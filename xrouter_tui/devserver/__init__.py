@@ -1,8 +1,10 @@
-"""A local X-Router on 127.0.0.1 that takes x402 payments without settling them, with faults.
+"""A local X-Router on 127.0.0.1 that takes x402 payments, with faults: verified only, or with
+`chain` settled on a real EVM on loopback (`devserver.chain`) whose JSON-RPC it serves at /rpc.
 For the demo mode, the tests, the benchmarks and the `xrouter-tui demo-server` command.
 
 The server's parts load when first used (`devserver.start_dev_server` …): the program reads the
-options (`devserver.options`) at every start, and most runs never serve.
+options (`devserver.options`) at every start, and most runs never serve; the chain (py-evm)
+loads only when one starts.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from xrouter_tui.devserver.options import add_arguments, config_from_args
 from xrouter_tui.devserver.state import (
+    CHAIN_PAY_TO,
     DEFAULT_PORT,
     FAULTS,
     AcceptedPayment,
     DevServerConfig,
     DevServerState,
+    Refund,
 )
 
 if TYPE_CHECKING:
@@ -30,11 +34,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "CHAIN_PAY_TO",
     "DEFAULT_PORT",
     "FAULTS",
     "AcceptedPayment",
     "DevServerConfig",
     "DevServerState",
+    "Refund",
     "RunningDevServer",
     "add_arguments",
     "config_from_args",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from xrouter_tui import safe_json
 from xrouter_tui.context import MAX_CONTENT_CHARS, MAX_MESSAGES
-from xrouter_tui.devserver import hostile, x402
+from xrouter_tui.devserver import hostile, rpc, settlement, x402
 from xrouter_tui.devserver.catalog import DEFAULT_MODEL, MODELS, Model, find_model, price_request
 from xrouter_tui.devserver.reply import make_reply
 from xrouter_tui.devserver.state import (
@@ -84,6 +84,7 @@ def create_app(config: DevServerConfig, state: DevServerState) -> Starlette:
             Route("/v1/models", handlers.models, methods=["GET"]),
             Route("/v1/estimate", handlers.estimate, methods=["POST"]),
             Route("/v1/chat/completions", handlers.chat, methods=["POST"]),
+            Route("/rpc", rpc.rpc_endpoint(config, state), methods=["POST"]),
         ]
     )
 
@@ -205,7 +206,11 @@ class _Handlers:
 
         assert check.payer is not None and check.nonce is not None and check.amount is not None
         network = offer.requirement["network"]
-        transaction = x402.transaction_hash(check.nonce)
+        # On the local chain, settled for real (or refused by the chain) before any answer.
+        settled = await settlement.settle(config, state, check, resent, faults)
+        if not settled.ok:
+            return settled.refusal(offer, resource, about)
+        transaction = settled.transaction
         if "settlement-pending" in faults:
             # Broadcast, not confirmed: a 402 that carries the transaction (it will settle).
             state.record_rejection("settlement_pending")
@@ -232,6 +237,8 @@ class _Handlers:
         state.record_payment(payment, resent=resent)
         if not resent:
             state.owe_answer(check.payer, check.nonce, header)
+        if "drop-paid-settled" in faults:
+            return settlement.dropped()
         payer, nonce = check.payer, check.nonce
 
         def delivered() -> None:
@@ -256,6 +263,7 @@ class _Handlers:
         if "escape-answer" in faults:
             reply = hostile.escaped_reply(reply)
         answer = Answer.build(chat, reply, price)
+        settlement.refund_due(config, state, check, price, answer)
         hostile_chunks = hostile_stream(answer, config, faults)
         if hostile_chunks is not None:
             return EventStream(hostile_chunks, headers, state)

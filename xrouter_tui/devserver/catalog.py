@@ -20,6 +20,7 @@ __all__ = [
     "estimate_input_tokens",
     "find_model",
     "price_request",
+    "price_used",
 ]
 
 DEFAULT_MODEL = "anthropic/claude-3.5-sonnet"
@@ -208,3 +209,10 @@ def price_request(
     # A zero-amount authorization is refused by facilitators, so even a tiny request costs 1.
     atomic = max(1, usd_to_atomic(usd))
     return PriceEstimate(model, input_tokens, max_tokens, usd, atomic)
+
+
+def price_used(model: Model, prompt_tokens: int, completion_tokens: int) -> int:
+    """What the tokens of an answer cost, in atomic units rounded up (at least 1, as the
+    upfront price): the upfront price less this is refunded."""
+    usd = prompt_tokens * model.input_per_1k / 1000 + completion_tokens * model.output_per_1k / 1000
+    return max(1, usd_to_atomic(usd))

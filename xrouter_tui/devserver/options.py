@@ -4,10 +4,12 @@ the program: this module loads nothing of the server itself."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 
 from xrouter_tui.devserver.state import DEFAULT_PORT, FAULTS, DevServerConfig
-from xrouter_tui.payments.networks import find_network
+from xrouter_tui.payments.networks import find_network, usd_to_atomic
 
 __all__ = ["add_arguments", "config_from_args"]
 
@@ -36,10 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--network",
         type=_network,
         # X-Router's own network by default, so `ask` pays it under the default policy; this
-        # server only verifies payments and never settles them.
+        # server never settles on a real network.
         default="base",
-        help="network to ask payment on: base (default, as X-Router; nothing is settled here) "
+        help="network to ask payment on: base (default, as X-Router; nothing is settled on it) "
         "or base-sepolia",
+    )
+    parser.add_argument(
+        "--chain",
+        action="store_true",
+        help="run a local EVM with the network's chain id and USDC at its address: payments "
+        "settle on it, the unused part is refunded, and its JSON-RPC is served at /rpc",
+    )
+    parser.add_argument(
+        "--fund",
+        type=_funding,
+        action="append",
+        default=[],
+        metavar="ADDRESS=USD",
+        help="mint test USDC on the local chain for ADDRESS, repeatable (implies --chain)",
     )
     parser.add_argument(
         "--models-shape",
@@ -106,6 +122,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> DevServerConfig:
     """The configuration that parsed arguments from `add_arguments` ask for."""
     defaults = DevServerConfig()
+    fund: dict[str, int] = {}
+    for address, atomic in getattr(args, "fund", None) or ():
+        fund[address] = fund.get(address, 0) + atomic
     return DevServerConfig(
         x402_version=getattr(args, "x402_version", defaults.x402_version),
         network=getattr(args, "network", defaults.network),
@@ -118,7 +137,29 @@ def config_from_args(args: argparse.Namespace) -> DevServerConfig:
         models_shape=getattr(args, "models_shape", defaults.models_shape),
         huge_bytes=getattr(args, "huge_bytes", defaults.huge_bytes),
         drip_seconds=getattr(args, "drip_seconds", defaults.drip_seconds),
+        chain=bool(getattr(args, "chain", False) or fund),
+        fund=fund,
     )
+
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+
+def _funding(value: str) -> tuple[str, int]:
+    """ADDRESS=USD as (address, atomic USDC)."""
+    address, equals, usd = value.partition("=")
+    address, usd = address.strip(), usd.strip().removeprefix("$")
+    if not equals or not _ADDRESS.match(address):
+        raise argparse.ArgumentTypeError(
+            f"expected ADDRESS=USD (0x and 40 hex digits), not {value!r}"
+        )
+    try:
+        amount = Decimal(usd)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount of dollars: {usd!r}") from None
+    if not amount.is_finite() or amount < 0 or amount > 10**12:
+        raise argparse.ArgumentTypeError(f"a dollar amount from 0 to 10^12, not {usd!r}")
+    return address, usd_to_atomic(amount)
 
 
 def _network(value: str) -> str:

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
@@ -18,6 +18,9 @@ from xrouter_tui.devserver.app import create_app
 from xrouter_tui.devserver.hostile import RAW_TRANSPORT
 from xrouter_tui.devserver.state import DEFAULT_PORT, DevServerConfig, DevServerState
 from xrouter_tui.serving import bind, is_loopback, url_of
+
+if TYPE_CHECKING:
+    from xrouter_tui.devserver.chain import LocalChain
 
 __all__ = ["DEFAULT_PORT", "RunningDevServer", "is_loopback", "serve", "start_dev_server"]
 
@@ -47,6 +50,16 @@ class RunningDevServer:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def rpc_url(self) -> str:
+        """Where the local chain's JSON-RPC is served (with `config.chain` on)."""
+        return f"{self.url}/rpc"
+
+    @property
+    def chain(self) -> LocalChain:
+        """The local chain, started now if it was not yet (with `config.fund` minted)."""
+        return self.state.local_chain(self.config)
+
     def reset(self, config: DevServerConfig | None = None) -> None:
         """Put the settings back (to `config`, else the defaults) and clear the state."""
         self.config.copy_from(config or DevServerConfig())
@@ -61,6 +74,8 @@ class RunningDevServer:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(timeout)
+        if self.state.chain is not None:
+            self.state.chain.close()
 
     def __enter__(self) -> RunningDevServer:
         return self
@@ -107,13 +122,15 @@ def start_dev_server(
 def serve(
     config: DevServerConfig | None = None, host: str = "127.0.0.1", port: int = DEFAULT_PORT
 ) -> None:
-    """Serve in the foreground until Ctrl+C, after printing one line saying where and how."""
+    """Serve in the foreground until Ctrl+C, after printing one line saying where and how
+    (once the chain, if asked for, is up and funded)."""
     config = config or DevServerConfig()
     _warn_if_exposed(host)
     sock = bind(host, port)
-    server = uvicorn.Server(
-        _uvicorn_config(config, DevServerState(), host, sock, log_config=LOGGING_CONFIG)
-    )
+    state = DevServerState()
+    if config.chain:
+        state.local_chain(config)
+    server = uvicorn.Server(_uvicorn_config(config, state, host, sock, log_config=LOGGING_CONFIG))
     print(describe(config, url_of(sock)), flush=True)
     try:
         server.run(sockets=[sock])
@@ -125,11 +142,18 @@ def serve(
 
 
 def describe(config: DevServerConfig, url: str) -> str:
-    """One line: where the server listens, the protocol version, the network and the faults."""
+    """One line: where the server listens, the protocol version, the network, the chain and
+    the faults."""
     faults = ", ".join(sorted(config.faults)) or "none"
-    network = config.resolved_network.label
+    network = config.resolved_network
+    chain = (
+        f", local chain {network.chain_id} with JSON-RPC at {url}/rpc, payments to {config.payee}"
+        if config.chain
+        else ""
+    )
     return (
-        f"X-Router dev server on {url} — x402 v{config.x402_version}, {network}, faults: {faults}"
+        f"X-Router dev server on {url} — x402 v{config.x402_version}, {network.label}{chain}, "
+        f"faults: {faults}"
     )
 
 
@@ -137,7 +161,8 @@ def _warn_if_exposed(host: str) -> None:
     if not is_loopback(host):
         print(
             f"Warning: the dev server listens on {host}, reachable from other machines. It "
-            "accepts payments that are never settled and is meant for local testing only.",
+            "accepts payments that are never settled on a real network and is meant for local "
+            "testing only.",
             file=sys.stderr,
             flush=True,
         )

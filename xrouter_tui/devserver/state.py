@@ -4,14 +4,20 @@ Shared by the app, its x402 side and its streams; a test may change either while
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xrouter_tui.payments.networks import Network, find_network
 
+if TYPE_CHECKING:
+    from xrouter_tui.devserver.chain import LocalChain
+
 __all__ = [
+    "CHAIN_PAY_TO",
     "DEFAULT_PAY_TO",
     "DEFAULT_PORT",
     "DEFAULT_REJECT_REASON",
@@ -21,6 +27,7 @@ __all__ = [
     "AcceptedPayment",
     "DevServerConfig",
     "DevServerState",
+    "Refund",
 ]
 
 # The local router's port when none is given.
@@ -75,11 +82,17 @@ FAULTS: dict[str, str] = {
     "drip-headers": "the paid response's and /v1/models' head, one line every drip_seconds",
     "drip-stream": "after payment, one byte of a data line every drip_seconds, no line ever ends",
     "no-read": "the chat endpoint never reads the request body, for stall_seconds",
+    # Where money and answers part: what the client must reconcile from the chain.
+    "drop-paid-settled": "a valid payment is settled, then the connection closes without an answer",
+    "drop-paid-unsettled": "a valid payment is neither settled nor answered: the connection closes",
 }
 RECEIPT_FAULTS = ("escape-receipt", "receipt-newline", "receipt-u2028", "formula-receipt")
 
 # Made up: payments to the dev server are verified but never settled, so nothing reaches it.
 DEFAULT_PAY_TO = "0x402D3F5E7A1B9c8D6e4F20314253647586970a1B"
+# With the local chain, payments go to an account whose key the dev server holds (a public
+# development key, `chain.DEV_KEY`): it settles them, pays the gas and sends the refunds.
+CHAIN_PAY_TO = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 DEFAULT_REJECT_REASON = "invalid_exact_evm_insufficient_balance"
 MODELS_SHAPES = ("xrouter", "openai")
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -107,6 +120,10 @@ class DevServerConfig:
     # What the huge-* faults and endless-line send, and how slowly the drip-* faults send it.
     huge_bytes: int = 16 * 1024 * 1024
     drip_seconds: float = 2.0
+    # A real EVM on loopback (`chain.py`): payments settle on it, /rpc serves it.
+    chain: bool = False
+    # USDC minted on the chain for each address (atomic units), once per address.
+    fund: dict[str, int] = field(default_factory=dict)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Checked on every assignment, not only in __init__: tests reconfigure a running server.
@@ -118,11 +135,21 @@ class DevServerConfig:
         assert network is not None  # guaranteed by _checked
         return network
 
+    @property
+    def payee(self) -> str:
+        """Where payments go: `pay_to`, or on the chain the dev server's own account unless
+        another was set (the dev server can then settle but not refund)."""
+        if self.chain and self.pay_to == DEFAULT_PAY_TO:
+            return CHAIN_PAY_TO
+        return self.pay_to
+
     def copy_from(self, other: DevServerConfig) -> None:
         """Take every setting of `other`, keeping this object (which a running app holds)."""
         for item in fields(self):
             value = getattr(other, item.name)
-            setattr(self, item.name, set(value) if isinstance(value, set) else value)
+            if isinstance(value, set | dict):
+                value = value.copy()
+            setattr(self, item.name, value)
 
 
 def _checked(name: str, value: Any) -> Any:
@@ -147,7 +174,20 @@ def _checked(name: str, value: Any) -> Any:
     # `not >= 0` refuses NaN as well: a drip or a stall of NaN seconds has no meaning.
     if name in _NON_NEGATIVE and not value >= 0:
         raise ValueError(f"{name} must be zero or more")
+    if name == "fund":
+        return _checked_fund(value)
     return value
+
+
+def _checked_fund(value: Any) -> dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ValueError("fund must map addresses to atomic USDC amounts")
+    for address, amount in value.items():
+        if not isinstance(address, str) or not _ADDRESS.match(address):
+            raise ValueError(f"fund: not an 0x address: {address!r}")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise ValueError(f"fund: {address} needs a whole number of atomic units, zero or more")
+    return dict(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +204,18 @@ class AcceptedPayment:
     messages: tuple[dict[str, Any], ...] = ()
     # The payment's x402 v2 payment-identifier, if it sent one.
     payment_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    """The unused part of a payment sent back to its payer on the local chain."""
+
+    payer: str
+    nonce: str
+    amount: int
+    # The refund's own transaction and its receipt's status (1: done, 0: reverted).
+    transaction: str
+    status: int
 
 
 @dataclass
@@ -193,7 +245,18 @@ class DevServerState:
     # header that paid: the identical header again gets the answer, not a replay refusal.
     owed_answers: dict[tuple[str, str], str] = field(default_factory=dict)
     open_streams: int = 0
+    # On the local chain: each settled payment's transaction by (payer, nonce), the refunds
+    # owed once the answer is out, and those sent.
+    settlements: dict[tuple[str, str], str] = field(default_factory=dict)
+    refunds_due: dict[tuple[str, str], int] = field(default_factory=dict)
+    refunded: set[tuple[str, str]] = field(default_factory=set)
+    refunds: list[Refund] = field(default_factory=list)
+    # Payments the drop-paid-* faults answered by closing the connection: (payer, nonce).
+    dropped_payments: list[tuple[str, str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # The local chain, started on first use and kept by `reset` (a test module shares one).
+    _chain: LocalChain | None = field(default=None, repr=False, compare=False)
+    _chain_start: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, counter: str, by: int = 1) -> None:
         """Add `by` (one) to the named counter."""
@@ -213,6 +276,12 @@ class DevServerState:
             self.used_nonces.add(key)
             return True
 
+    def release_nonce(self, payer: str, nonce: str) -> None:
+        """Forget a claim: the payment was not taken after all (refused on chain, dropped
+        unsettled), so the same authorization may come again."""
+        with self._lock:
+            self.used_nonces.discard((payer.lower(), nonce.lower()))
+
     def owe_answer(self, payer: str, nonce: str, header: str) -> None:
         """An accepted payment's answer is on its way; until `delivered`, the same header may
         ask for it again."""
@@ -220,9 +289,76 @@ class DevServerState:
             self.owed_answers[(payer.lower(), nonce.lower())] = header
 
     def delivered(self, payer: str, nonce: str) -> None:
-        """The answer paid by (payer, nonce) went out whole."""
+        """The answer paid by (payer, nonce) went out whole: its refund, if one is due, goes
+        back to the payer now."""
+        key = (payer.lower(), nonce.lower())
         with self._lock:
-            self.owed_answers.pop((payer.lower(), nonce.lower()), None)
+            self.owed_answers.pop(key, None)
+            refund = self.refunds_due.pop(key, None)
+            if refund:
+                self.refunded.add(key)
+            chain = self._chain
+        if refund and chain is not None:
+            # RuntimeError: the server is stopping, and its chain with it.
+            with contextlib.suppress(RuntimeError):
+                chain.refund_later(payer, refund, on_done=self._refunded(payer, nonce, refund))
+
+    def refund_due(self, payer: str, nonce: str, amount: int) -> None:
+        """Once the answer paid by (payer, nonce) is out, send `amount` back (once only)."""
+        key = (payer.lower(), nonce.lower())
+        with self._lock:
+            if key not in self.refunded:
+                self.refunds_due[key] = amount
+
+    def _refunded(self, payer: str, nonce: str, amount: int) -> Any:
+        def record(transaction: str, status: int) -> None:
+            with self._lock:
+                self.refunds.append(Refund(payer, nonce, amount, transaction, status))
+
+        return record
+
+    def refund_of(self, payer: str, nonce: str) -> Refund | None:
+        """The refund sent for (payer, nonce)'s payment, once mined."""
+        key = (payer.lower(), nonce.lower())
+        with self._lock:
+            return next(
+                (r for r in self.refunds if (r.payer.lower(), r.nonce.lower()) == key), None
+            )
+
+    def record_settlement(self, payer: str, nonce: str, transaction: str) -> None:
+        with self._lock:
+            self.settlements[(payer.lower(), nonce.lower())] = transaction
+
+    def settlement_of(self, payer: str, nonce: str) -> str | None:
+        """The transaction that settled (payer, nonce) on the local chain, if this server
+        settled it."""
+        with self._lock:
+            return self.settlements.get((payer.lower(), nonce.lower()))
+
+    def record_drop(self, payer: str, nonce: str) -> None:
+        with self._lock:
+            self.dropped_payments.append((payer, nonce))
+
+    @property
+    def chain(self) -> LocalChain | None:
+        """The local chain, if one was started."""
+        return self._chain
+
+    def local_chain(self, config: DevServerConfig) -> LocalChain:
+        """The local chain for `config`'s network, started on first use (it blocks for about
+        half a second then, py-evm loading), with `config.fund` minted."""
+        network = config.resolved_network
+        with self._chain_start:
+            chain = self._chain
+            if chain is None or chain.network != network:
+                # Loaded here, never before: most runs of the program serve no chain.
+                from xrouter_tui.devserver.chain import LocalChain
+
+                if chain is not None:
+                    chain.close()
+                chain = self._chain = LocalChain(network)
+        chain.fund(config.fund)
+        return chain
 
     def owes_answer(self, payer: str, nonce: str, header: str) -> bool:
         """True when (payer, nonce) paid for an answer that never arrived and `header` is the
@@ -249,7 +385,7 @@ class DevServerState:
         """Forget everything, keeping this object (which a running app holds)."""
         with self._lock:
             for item in fields(self):
-                if item.name not in ("_lock", "open_streams"):
+                if item.name not in ("_lock", "open_streams", "_chain", "_chain_start"):
                     value = (
                         item.default_factory() if callable(item.default_factory) else item.default
                     )

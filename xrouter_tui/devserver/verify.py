@@ -97,6 +97,10 @@ class PaymentCheck:
     nonce: str | None = None
     amount: int | None = None
     valid_before: int | None = None
+    # The rest of the authorization, for settling it on the local chain.
+    pay_to: str | None = None
+    valid_after: int | None = None
+    signature: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -180,7 +184,16 @@ def _verify(
     payer = to_checksum_address(payer)
     if nonce_used(payer, nonce):
         return PaymentCheck(NONCE_ALREADY_USED)
-    return PaymentCheck(None, payer=payer, nonce=nonce, amount=value, valid_before=valid_before)
+    return PaymentCheck(
+        None,
+        payer=payer,
+        nonce=nonce,
+        amount=value,
+        valid_before=valid_before,
+        pay_to=to_checksum_address(pay_to),
+        valid_after=valid_after,
+        signature=signature,
+    )
 
 
 # x402 v2's payment-identifier: 16 to 128 letters, digits, hyphens and underscores.

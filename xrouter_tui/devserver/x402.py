@@ -56,7 +56,7 @@ def offer(
             "resource": resource,
             "description": about,
             "mimeType": "application/json",
-            "payTo": config.pay_to,
+            "payTo": config.payee,
             "maxTimeoutSeconds": config.max_timeout_seconds,
             "asset": asset.address,
             "outputSchema": None,
@@ -68,7 +68,7 @@ def offer(
             "network": network.caip2,
             "amount": str(price.atomic),
             "asset": asset.address,
-            "payTo": config.pay_to,
+            "payTo": config.payee,
             "maxTimeoutSeconds": config.max_timeout_seconds,
             "extra": extra,
         }
