@@ -359,10 +359,33 @@ def test_chain_and_fund_options():
             parser.parse_args(["--fund", bad])
 
 
+def test_the_demo_funds_its_wallet_on_its_chain():
+    from xrouter_tui.commands.demo import DEMO_FUNDS_USD, demo_router
+
+    with demo_router() as demo:
+        answer = httpx.post(
+            demo.rpc_url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_call",
+                "params": [
+                    {
+                        "to": demo.network.usdc.address,
+                        "data": "0x" + usdc.balance_of_call(demo.account.address).hex(),
+                    },
+                    "latest",
+                ],
+            },
+        ).json()
+    assert int(answer["result"], 16) == DEMO_FUNDS_USD * DOLLAR
+
+
 def test_the_chain_loads_only_when_one_starts():
     script = (
         "import sys\n"
         "import xrouter_tui.devserver.app, xrouter_tui.devserver.server\n"
+        "import xrouter_tui.commands.demo\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('eth_tester', 'eth', 'vyper')]\n"
         "print(heavy)\n"
     )
