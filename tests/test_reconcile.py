@@ -327,3 +327,25 @@ def test_a_schema_4_history_gains_the_refund_columns_and_keeps_its_payments(tmp_
     assert (payment.status, payment.tx, payment.amount) == ("settled", tx(1), 13_500)
     assert (payment.refund, payment.refund_tx, payment.expired_seen) == (None, None, None)
     assert payment.net_usd == payment.amount_usd
+
+
+async def test_a_chat_session_reads_the_balance_and_reconciles_one_run_at_a_time(store):
+    import asyncio
+
+    from xrouter_tui.reconcile import ChainSession
+
+    payment_id = pay(store, 1, status="unknown")
+    chain = Chain()
+    chain.use(nonce(1), LATEST - 3, tx(1))
+    with fake_node(chain.node()) as node:
+        session = ChainSession({"base": node.url}, [BASE])
+        try:
+            balance = await session.refresh(WALLET)
+            assert balance is not None and balance.atomic == 5_000_000
+            assert session.last(WALLET) == balance
+            assert await session.funds(BASE, WALLET) == 5_000_000
+            first, second = await asyncio.gather(session.reconcile(store), session.reconcile(store))
+        finally:
+            await session.aclose()
+    assert (first.settled, second.settled) == (1, 0)
+    assert row(store, payment_id).status == "settled"

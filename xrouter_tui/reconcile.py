@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from xrouter_tui.chain import (
     BLOCK_SECONDS,
     AuthorizationUsedLog,
+    Balance,
+    BalanceWatch,
     ChainError,
     ChainReaders,
     TransferLog,
@@ -43,6 +45,7 @@ from xrouter_tui.payments import Network
 __all__ = [
     "COMMAND_DEADLINE",
     "REFUND_WINDOW",
+    "ChainSession",
     "Reconciled",
     "RunLimits",
     "reconcile",
@@ -154,6 +157,61 @@ def reconcile_now(
             await readers.aclose()
 
     return asyncio.run(run())
+
+
+class ChainSession:
+    """What a long-lived process (the chat, the proxy) keeps of the chain: a reader per
+    network, the wallet's balance (`balances`, whose `funds` is the check before signing), and
+    reconciliation, one run at a time. Made off the first frame; lives on one event loop;
+    `aclose()` it.
+
+    The chat reads the balance and reconciles at start, after each turn and on `r` in the
+    ledger: `refresh(address)` and `reconcile(store)`, each in a worker."""
+
+    def __init__(
+        self,
+        rpc_urls: Mapping[str, str],
+        networks: Sequence[Network],
+        *,
+        since: str | None = None,
+        deadline: float = COMMAND_DEADLINE,
+    ) -> None:
+        self.networks = tuple(networks)
+        self.readers = ChainReaders(rpc_urls)
+        self.balances = BalanceWatch(self.readers)
+        # A demo's chain knows only the payments of its own run.
+        self.since = since
+        self.deadline = deadline
+        self._running: asyncio.Lock | None = None
+
+    @property
+    def funds(self) -> Callable[[Network, str], Awaitable[int | None]]:
+        """For `RouterClient(funds=…)`: the balance the check before signing compares."""
+        return self.balances.funds
+
+    def last(self, address: str) -> Balance | None:
+        """The wallet's latest balance read on the first allowed network (the status bar's)."""
+        return self.balances.last(self.networks[0], address) if self.networks else None
+
+    async def refresh(self, address: str) -> Balance | None:
+        """Read the wallet's balance on the first allowed network now."""
+        if not self.networks:
+            return None
+        return await self.balances.read(self.networks[0], address)
+
+    async def reconcile(self, store: Store) -> Reconciled:
+        """One reconciliation run (waiting for one under way), within the deadline; never
+        raises for the chain or the disk."""
+        if self._running is None:
+            self._running = asyncio.Lock()
+        async with self._running:
+            return await reconcile_within(
+                store, self.readers, self.networks, deadline=self.deadline, since=self.since
+            )
+
+    async def aclose(self) -> None:
+        await self.balances.aclose()
+        await self.readers.aclose()
 
 
 @dataclass(slots=True)
