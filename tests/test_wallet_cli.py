@@ -282,3 +282,132 @@ def test_wallet_with_a_chain_that_cannot_be_read_shows_the_balance_unknown(key):
     assert document["balance_usd"] is None and document["address"] == address
     [note] = result.stderr.splitlines()
     assert note.startswith("xrouter-tui: the balance could not be read: The chain's RPC at")
+
+
+# -- on the local router's real chain ----------------------------------------------------------
+
+
+@pytest.fixture
+def chain_router(monkeypatch):
+    """The local router on Base (by name) with its real chain, read at its /rpc."""
+    config = DevServerConfig(network="base", chain=True, reply_deltas=30)
+    with start_dev_server(config) as server:
+        monkeypatch.setenv("XROUTER_RPC_URL", server.rpc_url)
+        yield server
+
+
+def fund(router, key, dollars: str) -> str:
+    """Mint `dollars` of USDC for the key's wallet on the chain (started now); its secret."""
+    secret, address = key
+    router.config.fund = {address: int(Decimal(dollars) * 10**6)}
+    assert router.chain is not None
+    return secret
+
+
+def ask_on(router, secret: str, *args: str):
+    return run(
+        "ask", "--base-url", router.url, *args, "hi", env_extra={"XROUTER_PRIVATE_KEY": secret}
+    )
+
+
+def spent(*args: str) -> dict:
+    result = run("spend", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_paid_answer_moves_the_balance_by_the_ledgers_amount_less_its_refund(chain_router, key):
+    from tests.test_devserver import wait_for
+
+    secret = fund(chain_router, key, "1")
+    _, address = key
+    assert (
+        json.loads(wallet("--json", env_extra={"XROUTER_PRIVATE_KEY": secret}).stdout)[
+            "balance_usd"
+        ]
+        == "1.000000"
+    )
+    result = ask_on(chain_router, secret)
+    assert result.returncode == 0, result.stderr
+    [accepted] = chain_router.state.payments
+    assert wait_for(lambda: chain_router.state.refund_of(address, accepted.nonce) is not None)
+    sent = chain_router.state.refund_of(address, accepted.nonce)
+
+    [payment] = spent()["payments"]
+    assert payment["status"] == "settled" and payment["tx"] == accepted.transaction
+    assert payment["refund_tx"] == sent.transaction
+    amount, refund = Decimal(payment["amount_usd"]), Decimal(payment["refund_usd"])
+    assert refund == Decimal(sent.amount) / 10**6 and 0 < refund < amount
+    shown = json.loads(wallet("--json", env_extra={"XROUTER_PRIVATE_KEY": secret}).stdout)
+    assert Decimal(shown["balance_usd"]) == 1 - amount + refund
+    assert shown["refunds_today_usd"] == payment["refund_usd"]
+
+    async def receipt():
+        from xrouter_tui.chain import UsdcReader
+
+        async with UsdcReader(chain_router.rpc_url, BASE) as chain:
+            return await chain.receipt(accepted.transaction)
+
+    import asyncio
+
+    mined = asyncio.run(receipt())
+    assert mined is not None and mined.succeeded
+    assert [t.value for t in mined.transfers] == [int(amount * 10**6)]
+
+
+def test_a_wallet_funded_below_the_price_is_refused_before_signing(chain_router, key):
+    secret = fund(chain_router, key, "0.00001")
+    result = ask_on(chain_router, secret)
+    assert result.returncode == 3, result.stderr
+    assert "Not enough USDC: the wallet holds $0.000010 on Base" in result.stderr
+    assert chain_router.state.paid_requests == 0  # the router never saw a signature
+    assert spent()["payments"] == []
+
+
+def test_a_dropped_answer_whose_payment_settled_is_reconciled_as_settled(chain_router, key):
+    secret = fund(chain_router, key, "1")
+    _, address = key
+    chain_router.config.faults = {"drop-paid-settled"}
+    result = ask_on(chain_router, secret)
+    assert result.returncode == 1, result.stderr
+    [payment] = spent()["payments"]
+    assert payment["status"] == "settled"
+    assert "used on chain" in payment["reason"]
+    nonce = chain_router.state.payments[0].nonce if chain_router.state.payments else None
+    settled = [
+        tx for (payer, _), tx in chain_router.state.settlements.items() if payer == address.lower()
+    ]
+    assert payment["tx"] in settled or nonce is not None
+
+
+def test_an_unsettled_payment_is_expired_not_charged_once_the_chain_passes_it(chain_router, key):
+    import time
+
+    from xrouter_tui.history.journal import history_path
+    from xrouter_tui.history.store import Store
+
+    secret = fund(chain_router, key, "1")
+    chain_router.config.faults = {"drop-paid-unsettled"}
+    assert ask_on(chain_router, secret).returncode == 1
+    [lost] = spent()["payments"]
+    assert lost["status"] == "unknown" and Decimal(spent()["uncertain_usd"]) > 0
+    # Some minutes later, as far as the record goes: its validBefore behind the chain's clock
+    # (the latest block's time), while on chain its nonce stays unused.
+    with Store.open(history_path()) as store:
+        store._db.execute("UPDATE payments SET valid_before = ?", (int(time.time()) - 300,))
+    ledger = spent()
+    [expired] = ledger["payments"]
+    assert expired["status"] == "expired, not charged"
+    assert "expired unused (seen on chain)" in expired["reason"]
+    assert ledger["uncertain_usd"] == "0.000000"  # released from the budgets
+    with Store.open(history_path()) as store:
+        [payment] = store.payments()
+    assert payment.expired_seen is not None and not payment.at_risk
+
+
+def test_wallet_demo_shows_the_throwaway_wallets_test_usdc():
+    result = wallet("--demo", "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert (document["network"], document["balance_usd"]) == ("base-sepolia", "5.000000")
+    assert document["rpc"].startswith("127.0.0.1:")
