@@ -288,6 +288,66 @@ def test_drop_paid_unsettled_leaves_the_authorization_unused(dev):
     ]
 
 
+def authorize(account: Any, chain: Any, value: int, valid_before: int) -> usdc.Authorization:
+    """An EIP-3009 authorization to pay the chain's dev account, signed by `account`."""
+    nonce = os.urandom(32)
+    fields = [
+        ("from", "address"),
+        ("to", "address"),
+        ("value", "uint256"),
+        ("validAfter", "uint256"),
+        ("validBefore", "uint256"),
+        ("nonce", "bytes32"),
+    ]
+    message = {
+        "from": account.address,
+        "to": chain.account.address,
+        "value": value,
+        "validAfter": 0,
+        "validBefore": valid_before,
+        "nonce": nonce,
+    }
+    domain = {
+        "name": chain.network.usdc.eip712_name,
+        "version": "2",
+        "chainId": chain.chain_id,
+        "verifyingContract": chain.token,
+    }
+    types = {"TransferWithAuthorization": [{"name": n, "type": t} for n, t in fields]}
+    signature = account.sign_message(encode_typed_data(domain, types, message)).signature
+    return usdc.Authorization(
+        account.address,
+        chain.account.address,
+        value,
+        0,
+        valid_before,
+        "0x" + nonce.hex(),
+        "0x" + signature.hex(),
+    )
+
+
+def test_the_chain_s_own_clock_judges_validity_and_keeps_up_with_the_wall_clock(monkeypatch):
+    from xrouter_tui.devserver import chain as chain_module
+
+    chain = chain_module.LocalChain(BASE)  # a chain of its own: its clock is moved
+    account = Account.create()
+    chain.fund({account.address: DOLLAR})
+    latest = int(chain.rpc("eth_getBlockByNumber", ["latest", False])["timestamp"], 16)
+    soon = authorize(account, chain, 1000, latest + 30)
+    chain.advance_clock(60)
+    expired = chain.settle(soon)
+    assert expired.outcome is None and "authorization is expired" in (expired.revert or "")
+    assert not chain.authorization_state(account.address, soon.nonce)
+    good = chain.settle(authorize(account, chain, 1000, latest + 3600))
+    assert good.outcome is not None and good.outcome.ok
+    assert chain.balance_of(account.address) == DOLLAR - 1000
+    # Read after a quiet spell, the chain makes an empty block, as Base does every 2 seconds.
+    monkeypatch.setattr(chain_module, "BLOCK_SECONDS", -3600)
+    before = int(chain.rpc("eth_blockNumber", []), 16)
+    assert int(chain.rpc("eth_blockNumber", []), 16) == before + 1
+    chain.close()
+
+
 # -- JSON-RPC as a node answers it ------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ and one that reverts is mined all the same with status 0, so every receipt is re
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ _DEV_ETHER = 10**24
 _GAS = 200_000
 # Base's typical tip: 0.001 gwei.
 _PRIORITY_FEE = 1_000_000
+# Base makes a block every 2 seconds; this chain makes one for each transaction, and an empty
+# one when it is read after this long without any, so that its clock (the latest block's
+# time, by which validBefore is judged) keeps up with the wall clock as Base's does.
+BLOCK_SECONDS = 2
 # A revert's data as nodes give it: Error(string), selector 0x08c379a0.
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")
 _BLOCK_TAGS = ("latest", "earliest", "pending", "safe", "finalized")
@@ -294,6 +299,7 @@ class LocalChain:
         if handler is None:
             raise RpcError(-32601, f"the method {method} does not exist/is not available")
         with self._lock:
+            self._keep_time()
             try:
                 return handler(self, list(params))
             except RpcError:
@@ -306,6 +312,18 @@ class LocalChain:
                 raise RpcError(-32000, "header not found") from None
             except (ValidationError, ValueError, TypeError, KeyError, IndexError) as exc:
                 raise RpcError(-32602, f"invalid params: {exc}") from None
+
+    def _keep_time(self) -> None:
+        latest = self._tester.get_block_by_number("latest")
+        if time.time() - latest["timestamp"] >= BLOCK_SECONDS:
+            self._tester.mine_blocks(1)
+
+    def advance_clock(self, seconds: int) -> None:
+        """Mine an empty block `seconds` after the latest one: the chain's clock jumps ahead
+        (authorizations expire) and stays ahead of the wall clock from then on."""
+        with self._lock:
+            latest = self._tester.get_block_by_number("latest")["timestamp"]
+            self._tester.time_travel(latest + max(1, seconds))
 
     def _block_number(self) -> int:
         return self._tester.get_block_by_number("latest")["number"]
