@@ -411,3 +411,13 @@ def test_wallet_demo_shows_the_throwaway_wallets_test_usdc():
     document = json.loads(result.stdout)
     assert (document["network"], document["balance_usd"]) == ("base-sepolia", "5.000000")
     assert document["rpc"].startswith("127.0.0.1:")
+
+
+def test_ask_demo_keeps_its_refund_seen_on_the_demos_chain():
+    result = run("ask", "--demo", "hello")
+    assert result.returncode == 0, result.stderr
+    [payment] = spent("--demo")["payments"]
+    assert payment["status"] == "settled" and payment["refund_tx"].startswith("0x")
+    assert 0 < Decimal(payment["refund_usd"]) < Decimal(payment["amount_usd"])
+    # The summary's estimate of the refund is what came back.
+    assert f"refund ~${payment['refund_usd']}" in result.stderr

@@ -8,6 +8,7 @@ import asyncio
 import sys
 import time
 from contextlib import suppress
+from typing import TYPE_CHECKING
 
 from xrouter_tui.api import (
     Limits,
@@ -48,6 +49,7 @@ from xrouter_tui.history.journal import TurnJournal, history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoreError
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.payments import (
+    Network,
     PaymentRefused,
     Quote,
     SignedPayment,
@@ -60,10 +62,15 @@ from xrouter_tui.pricing import shorter_max_tokens
 from xrouter_tui.resends import Resend, kept_resend, last_unanswered, not_resendable
 from xrouter_tui.safe_text import json_text, one_line
 
+if TYPE_CHECKING:
+    from xrouter_tui.chain import ChainReaders
+
 __all__ = ["run_ask"]
 
 # The most an `ask` spends looking up earlier payments on chain, beside its own turn.
 _RECONCILE_SECONDS = 15.0
+# How long `ask --demo` waits for its refund on the demo's chain after the answer.
+_DEMO_REFUND_SECONDS = 1.5
 
 
 def run_ask(args: argparse.Namespace, console: Console) -> int:
@@ -258,6 +265,8 @@ def _answer(
             from xrouter_tui.chain import BalanceWatch, ChainReaders
             from xrouter_tui.reconcile import reconcile_within
 
+            turn_started = _utc_iso(time.time() - 1)
+
             readers = ChainReaders(rpc_urls, limits=Limits.of(settings))
             watch = BalanceWatch(readers)
             if account is not None and resend is None:
@@ -295,6 +304,9 @@ def _answer(
                         confirm=confirm,
                         resend=resend,
                     )
+                if args.demo and record.accepted:
+                    # The demo's chain ends with this run: its refund is seen now or never.
+                    await _demo_refund(store, readers, networks, since=turn_started)
             finally:
                 if checking is not None:
                     checking.cancel()
@@ -361,6 +373,29 @@ def _answer(
         if args.json:
             _print_document(console, record.document("complete", conversation_id))
         return EXIT_OK
+
+
+async def _demo_refund(
+    store: Store, readers: ChainReaders, networks: tuple[Network, ...], *, since: str
+) -> None:
+    """Look for the demo turn's refund on the demo's chain: the local router sends it once the
+    answer is out, moments later. Given up after a second and a half."""
+    from xrouter_tui.reconcile import reconcile_within
+
+    loop = asyncio.get_running_loop()
+    until = loop.time() + _DEMO_REFUND_SECONDS
+    while loop.time() < until:
+        found = await reconcile_within(store, readers, networks, deadline=1.0, since=since)
+        if found.refunds or found.errors:
+            return
+        await asyncio.sleep(0.1)
+
+
+def _utc_iso(moment: float) -> str:
+    """A time as the store writes times (UTC ISO 8601, to the millisecond)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _resend_hint(
