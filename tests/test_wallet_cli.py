@@ -7,6 +7,7 @@ The router is the local one over real loopback HTTP; the chain is a node made fo
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 
 import pytest
@@ -421,3 +422,22 @@ def test_ask_demo_keeps_its_refund_seen_on_the_demos_chain():
     assert 0 < Decimal(payment["refund_usd"]) < Decimal(payment["amount_usd"])
     # The summary's estimate of the refund is what came back.
     assert f"refund ~${payment['refund_usd']}" in result.stderr
+
+
+def test_wallet_piped_into_head_ends_quietly(key):
+    import shlex
+    import subprocess
+
+    from tests.test_cli import PROGRAM
+
+    secret, address = key
+    result = subprocess.run(
+        f"{shlex.quote(PROGRAM)} wallet 2>/dev/null | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XROUTER_PRIVATE_KEY": secret},
+        timeout=60,
+    )
+    assert (result.returncode, result.stdout) == (0, f"Address  {address}\n")

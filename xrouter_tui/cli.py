@@ -57,7 +57,7 @@ COMMANDS: dict[str, str] = {
 CHAT = "xrouter_tui.commands.chat"
 # The commands that only print what is kept or listed: a closed stdout ends them quietly and
 # well (`history --json | head`).
-_LISTINGS = frozenset({"history", "export", "models", "spend"})
+_LISTINGS = frozenset({"history", "export", "models", "spend", "wallet"})
 # The errors whose message is the whole story, by module, class and exit code.
 _USER_ERRORS = (
     ("xrouter_tui.config", "ConfigError", EXIT_USAGE),
