@@ -23,6 +23,9 @@ def isolated_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.keyring_backend.FileKeyring")
     monkeypatch.setenv(FILE_VARIABLE, str(tmp_path / "keyring.json"))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    # The chain is read from loopback only: nothing listens on port 9 (discard), so a test that
+    # names no local chain reads no balance, and never Base's public endpoint.
+    monkeypatch.setenv("XROUTER_RPC_URL", "http://127.0.0.1:9/")
     return tmp_path
 
 
