@@ -89,7 +89,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if account is None:
             console.error(no_wallet("proxy"))
             return EXIT_USAGE
-        router = ProxyRouter(base_url, account, networks, models, Timeouts.of(settings))
+        rpc_urls = (
+            {network.v1_name: f"{base_url}/rpc" for network in networks}
+            if args.demo
+            else settings.rpc_urls
+        )
+        router = ProxyRouter(base_url, account, networks, models, Timeouts.of(settings), rpc_urls)
         try:
             serve(options, router, settings, store, env, out=console.stdout, log=stderr)
         except ProxyRefused as exc:

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import IO
 
@@ -22,6 +22,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from xrouter_tui.api import Limits, ModelInfo, RouterClient, Timeouts
+from xrouter_tui.chain import BalanceWatch
 from xrouter_tui.commands.proxy import DEFAULT_PORT, TOKEN_VARIABLE
 from xrouter_tui.config import Settings
 from xrouter_tui.history.store import Store
@@ -67,6 +68,9 @@ class ProxyRouter:
     networks: tuple[Network, ...]
     models: Sequence[ModelInfo]
     timeouts: Timeouts
+    # Where each network's chain is read (x402 v1 name → JSON-RPC URL): the balance is checked
+    # there before a payment is signed.
+    rpc_urls: Mapping[str, str] = field(default_factory=dict)
 
 
 class ProxyRefused(ValueError):
@@ -214,6 +218,7 @@ def _setup(
         pay_without_asking=options.pay_without_asking,
         models=router.models,
         log=log,
+        balances=BalanceWatch(router.rpc_urls) if router.rpc_urls else None,
     )
 
 
