@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -24,11 +25,19 @@ from xrouter_tui.history.store import Store, StoreError
 from xrouter_tui.ledger import Ledger
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, closest_ids, picker_order
 from xrouter_tui.payments import Network, Quote, SpendingPolicy, WalletKey, format_usd
+from xrouter_tui.payments.networks import atomic_to_usd
 from xrouter_tui.pricing import PriceGuide
 from xrouter_tui.safe_text import MALFORMED, one_line, terminal_text, valid_tx
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
 from xrouter_tui.ui.history import export_conversation, open_history
-from xrouter_tui.ui.messages import ModelChanged, WalletChanged
+from xrouter_tui.ui.messages import (
+    ChainRead,
+    ModelChanged,
+    ResponseComplete,
+    ResponseFailed,
+    ResponseStopped,
+    WalletChanged,
+)
 from xrouter_tui.ui.screens.chat import ChatScreen
 from xrouter_tui.ui.wallet_commands import KEYRING_GROUP, WalletCommands
 from xrouter_tui.ui.widgets.chat_log import AnswerFooter
@@ -37,6 +46,7 @@ from xrouter_tui.ui.widgets.status_bar import StatusBar
 
 if TYPE_CHECKING:
     from xrouter_tui.api import RouterClient
+    from xrouter_tui.reconcile import ChainSession
 
 __all__ = ["PROMPT_KEYS", "ChatApp", "RouterSetup"]
 
@@ -128,6 +138,9 @@ class ChatApp(App[None]):
         # Made on first use (see `client`): loading httpx and making its TLS context takes a
         # tenth of a second that the first frame does not wait for.
         self._client: RouterClient | None = None
+        # The wallet's chain (balance, the check before signing, reconciliation): made with the
+        # client, off the first frame.
+        self.chain: ChainSession | None = None
         # Prices of the prompt as typed, corrected by the router's own quotes.
         self.price_guide = PriceGuide()
         # Set by "Pay, don't ask again": no more payment questions until the app quits.
@@ -153,9 +166,21 @@ class ChatApp(App[None]):
             self._client = self._make_client()
         return self._client
 
+    def _make_chain(self) -> ChainSession:
+        """The wallet's chain: the demo's local one, else the settings' RPC endpoints."""
+        from xrouter_tui.reconcile import ChainSession
+
+        if self.router.demo:
+            urls = {net.v1_name: f"{self.router.base_url}/rpc" for net in self.router.networks}
+            # A demo's chain knows only the payments of its own run.
+            return ChainSession(urls, self.router.networks, since=_now_iso())
+        return ChainSession(self.settings.rpc_urls, self.router.networks)
+
     def _make_client(self) -> RouterClient:
         from xrouter_tui.api import RouterClient
 
+        if self.chain is None:
+            self.chain = self._make_chain()
         return RouterClient(
             self.router.base_url,
             account=self.router.account,
@@ -165,6 +190,7 @@ class ChatApp(App[None]):
             ),
             timeouts=Timeouts.of(self.settings),
             limits=Limits.of(self.settings),
+            funds=self.chain.funds,
         )
 
     def get_default_screen(self) -> Screen:
@@ -234,6 +260,8 @@ class ChatApp(App[None]):
     async def on_unmount(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+        if self.chain is not None:
+            await self.chain.aclose()
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -364,11 +392,34 @@ class ChatApp(App[None]):
             return
         self.models = models
         self._check_model(models)
+        self.read_chain()
         if not self.router.demo:
             try:
                 self.catalog.store(self.router.base_url, models)
             except OSError as exc:
                 self.log.warning(f"model list not cached: {exc}")
+
+    @work(exclusive=True, group="chain", exit_on_error=False)
+    async def read_chain(self) -> None:
+        """Read the wallet's balance for the status bar, then settle from the chain what is
+        open in the ledger (outcomes, refunds): at start, after each turn, on `r` in the
+        ledger. A chain that cannot be read shows the balance as unknown; nothing waits."""
+        chain, account = self.chain, self.router.account
+        if chain is None:
+            return
+        status = self.chat.query_one(StatusBar)
+        if account is not None:
+            balance = await chain.refresh(account.address)
+            if balance is not None:
+                status.balance = (
+                    format_usd(atomic_to_usd(balance.atomic, balance.network.usdc.decimals))
+                    if balance.atomic is not None
+                    else "balance ?"
+                )
+        if self.store is not None:
+            found = await chain.reconcile(self.store)
+            if found.changed:
+                self.post_message(ChainRead())
 
     def _check_model(self, models: Sequence[ModelInfo]) -> None:
         """A model the router's live list does not have is said at once, with the closest
@@ -465,6 +516,14 @@ class ChatApp(App[None]):
         if choice is PaymentChoice.PAY_ALWAYS:
             self.confirm_off = True
         return choice in (PaymentChoice.PAY, PaymentChoice.PAY_ALWAYS)
+
+    @on(ResponseComplete)
+    @on(ResponseFailed)
+    @on(ResponseStopped)
+    def _turn_ended(self) -> None:
+        # The balance moved, or a payment's outcome may be on chain by now.
+        if self.chain is not None:
+            self.read_chain()
 
     @on(AnswerFooter.CopyTransaction)
     async def _copy_transaction(self, event: AnswerFooter.CopyTransaction) -> None:
@@ -652,3 +711,8 @@ class ChatApp(App[None]):
             save_setting("theme", self.theme, self.env)
         except ConfigError as exc:
             self.notify(f"The theme could not be remembered: {exc}", severity="warning")
+
+
+def _now_iso() -> str:
+    """Now, as the history writes times (UTC ISO 8601)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

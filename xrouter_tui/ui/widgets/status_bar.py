@@ -64,6 +64,8 @@ class StatusBar(Widget):
     # The conversation's own settings where they differ from the user's: "temp 0.2 · max 2048".
     conversation_settings: reactive[str] = reactive("")
     wallet: reactive[str] = reactive("")
+    # The wallet's USDC as last read on chain ("$4.984616"; "balance ?" when it could not be).
+    balance: reactive[str] = reactive("")
     # True while the wallet key is being read from the keyring, which may ask to be unlocked.
     opening_keyring: reactive[bool] = reactive(False)
 
@@ -166,6 +168,8 @@ class StatusBar(Widget):
         if "wallet" not in gone:
             if self.wallet:
                 wallet = short_address(self.wallet)
+                if self.balance:
+                    wallet = f"{wallet} {self.balance}"
             else:
                 wallet = "opening keyring…" if self.opening_keyring else "no wallet"
             pieces.append(self._piece(wallet, "status-bar--muted"))
