@@ -83,7 +83,8 @@ async def test_two_paid_turns_show_their_totals_and_transactions():
             assert len(rows) == 2
             # Newest first, each marked as this session's, with its transaction shortened.
             for row, payment in zip(rows, reversed(paid), strict=True):
-                mark, _time, amount, status, tx, model, network = row
+                mark, _time, amount, refund, status, tx, model, network = row
+                assert refund == "—"  # no chain here: no refund seen
                 assert mark == "•"
                 assert model == payment.model
                 assert amount == format_usd(Decimal(payment.amount).scaleb(-6))
@@ -95,12 +96,12 @@ async def test_two_paid_turns_show_their_totals_and_transactions():
             [by_model] = spending.by_model
             assert (by_model.model, by_model.payments, by_model.usd) == (paid[0].model, 2, total)
 
-            # On an 80-column terminal amount, status and transaction still show in full.
+            # On an 80-column terminal amount, refund, status and transaction still show in full.
             await pilot.resize_terminal(80, SIZE[1])
             await pilot.pause()
             narrow = visible_text(pilot.app)
             for row in rows:
-                assert f"{row[2]} settled {row[4]}" in " ".join(narrow.split()), narrow
+                assert f"{row[2]} {row[3]} settled {row[5]}" in " ".join(narrow.split()), narrow
 
 
 async def test_c_and_enter_copy_the_highlighted_transaction_in_full():
@@ -187,13 +188,13 @@ async def test_a_refused_payment_is_shown_of_unknown_outcome_and_counted_apart()
             assert [(m.payments, m.usd) for m in spending.by_model] == [(1, total)]
 
             rejected, settled = cells(screen)
-            assert rejected[3] == "unknown" and rejected[4] == "—"
-            assert settled[3] == "settled" and settled[4] == short_address(paid.transaction)
+            assert rejected[4] == "unknown" and rejected[5] == "—"
+            assert settled[4] == "settled" and settled[5] == short_address(paid.transaction)
             # It stands out: styled, where a settled payment is plain.
             table = screen.query_one(DataTable)
-            status_cell = table.get_row_at(0)[3]
+            status_cell = table.get_row_at(0)[4]
             assert isinstance(status_cell, Text) and status_cell.style
-            assert not table.get_row_at(1)[3].style
+            assert not table.get_row_at(1)[4].style
 
             # Nothing to copy from it, and the user is told so.
             await pilot.press("c")

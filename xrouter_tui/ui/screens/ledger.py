@@ -41,7 +41,9 @@ __all__ = ["LedgerScreen", "export_payments", "totals_line"]
 SESSION_MARK = "•"
 # What was paid and its transaction first: a narrow terminal cuts the model (shown per model
 # above too) and the network, never the amount or the transaction.
-_COLUMNS = ("", "Time", "Amount", "Status", "Tx", "Model", "Network")
+# "Refund": the transfer back from the payee seen on chain (X-Router's mechanism is not
+# documented: what the chain shows, never a promise).
+_COLUMNS = ("", "Time", "Amount", "Refund", "Status", "Tx", "Model", "Network")
 _WORKER = "ledger-read"
 # The costliest models, one line each; the rest share one line.
 _MODELS_SHOWN = 5
@@ -196,7 +198,17 @@ class LedgerScreen(Screen[None]):
         self.dismiss(None)
 
     def action_reload(self) -> None:
-        """r: read the history again."""
+        """r: read the history again, once the chain was asked what is open (outcomes of
+        uncertain payments, refunds)."""
+        self._reconcile_then_read()
+
+    @work(exclusive=True, group="ledger-chain", exit_on_error=False)
+    async def _reconcile_then_read(self) -> None:
+        chain, store = getattr(self.app, "chain", None), self.ledger.store
+        if chain is not None and store is not None:
+            found = await chain.reconcile(store)
+            if found.errors:
+                self.notify(found.errors[0], title="Chain", severity="warning")
         self._read()
 
     async def action_copy_tx(self) -> None:
@@ -275,11 +287,19 @@ def _row(
         Text(SESSION_MARK if session else " ", style="bold"),
         Text(local_time(payment.created)),
         Text(format_usd(payment.amount_usd), justify="right"),
+        _refund_cell(payment),
         Text(status, style=styles.get(status, "")),
         _tx_cell(payment.tx),
         Text(one_line(payment.model) or "(unknown model)"),
         Text(one_line(network_label(payment.network))),
     )
+
+
+def _refund_cell(payment: StoredPayment) -> Text:
+    """The refund seen on chain; `—` while none is (or none was found in time)."""
+    if not payment.refund:
+        return Text("—", style="dim", justify="right")
+    return Text(format_usd(payment.refund_usd), justify="right")
 
 
 def _tx_cell(tx: str | None) -> Text:
