@@ -11,6 +11,7 @@ from tests.ui_helpers import TEST_KEY, Posted, make_app, wait_for
 from xrouter_tui.devserver import DevServerConfig, start_dev_server
 from xrouter_tui.payments import BASE_SEPOLIA
 from xrouter_tui.ui.messages import ResponseComplete, ResponseFailed
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage
 
 ADDRESS = Account.from_key(TEST_KEY).address
 WIDE = (200, 36)  # room for the wallet and its balance in the status bar
@@ -49,3 +50,25 @@ async def test_a_wallet_that_cannot_pay_is_told_before_anything_is_signed():
             assert "Not enough USDC" in failed.error and ADDRESS in failed.error
             assert "Nothing was signed" in failed.error
     assert router.state.paid_requests == 0
+
+
+async def test_the_refund_seen_on_chain_shows_in_the_money_line():
+    posted = Posted()
+    with chain_router(5_000_000) as router:
+        app = make_app(router.url)
+        async with app.run_test(size=WIDE, message_hook=posted) as pilot:
+            await wait_for(pilot, lambda: "$5.000000" in status_text(pilot), "the balance", 60)
+            await send(pilot, "hello chain")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer", 60)
+            [answer] = pilot.app.chat.query(AnswerMessage)
+
+            def refunded() -> bool:
+                return "refunded $" in str(answer.footer.render())
+
+            for _ in range(10):  # the refund goes out after the answer: read the chain again
+                if refunded():
+                    break
+                pilot.app.read_chain()
+                await pilot.pause(0.5)
+            footer = str(answer.footer.render())
+            assert "refunded $" in footer and "· net $" in footer, footer

@@ -36,6 +36,8 @@ class Charge:
     # The amount the receipt names, when it names one other than what was signed: the router's
     # word (an `exact` transfer moves what was signed), shown beside it.
     receipt_usd: Decimal | None = None
+    # What the chain showed coming back from the payee afterwards (seen, never promised).
+    refunded_usd: Decimal | None = None
 
     @classmethod
     def of(
@@ -93,7 +95,10 @@ class Charge:
         if self.receipt_usd is not None:
             parts.append(f"receipt says {format_usd(self.receipt_usd)}")
         cost, refund = self.tokens_usd, self.refund_usd
-        if cost is not None and refund is not None and not self.uncertain:
+        if self.refunded_usd:
+            net = self.amount_usd - self.refunded_usd
+            parts.append(f"refunded {format_usd(self.refunded_usd)} · net {format_usd(net)}")
+        elif cost is not None and refund is not None and not self.uncertain:
             parts.append(f"tokens cost {format_usd(cost)}")
             parts.append(f"refund ~{format_usd(refund)}")
         parts.append(self.network)

@@ -928,7 +928,9 @@ class Store:
             "m.prompt_tokens, m.completion_tokens, m.error, m.created, m.updated, "
             "m.copied_from, "
             "p.id, p.message_id, p.network, p.asset, p.amount, p.decimals, p.pay_to, p.payer, "
-            "p.nonce, p.valid_before, p.status, p.tx, p.reason "
+            "p.nonce, p.valid_before, p.status, p.tx, p.reason, "
+            "coalesce(nullif(p.model, ''), m.model, ''), p.created, m.conversation_id, "
+            "p.receipt_amount, p.refund, p.refund_tx, p.expired_seen "
             "FROM messages AS m LEFT JOIN payments AS p ON p.id = "
             "(SELECT max(id) FROM payments WHERE message_id = m.id) "
             "WHERE m.conversation_id = ? ORDER BY m.id",

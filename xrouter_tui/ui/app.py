@@ -419,6 +419,8 @@ class ChatApp(App[None]):
         if self.store is not None:
             found = await chain.reconcile(self.store)
             if found.changed:
+                if found.refunds:
+                    self.chat.refresh_money_lines()
                 self.post_message(ChainRead())
 
     def _check_model(self, models: Sequence[ModelInfo]) -> None:

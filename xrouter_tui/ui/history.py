@@ -120,7 +120,14 @@ def stored_footer(message: StoredMessage, model: ModelInfo | None = None) -> str
         return " · ".join(parts)
     where = network_label(payment.network)
     if payment.taken:
-        charge = Charge(payment.amount_usd, where, payment.tx, usage=usage, model=model)
+        charge = Charge(
+            payment.amount_usd,
+            where,
+            payment.tx,
+            usage=usage,
+            model=model,
+            refunded_usd=payment.refund_usd if payment.refund else None,
+        )
         parts.extend(charge.parts())
     else:
         status = payment.shown_status  # an expired one reads "expired, not charged"

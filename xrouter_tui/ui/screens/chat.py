@@ -30,7 +30,7 @@ from xrouter_tui.resends import Resend, kept_resend, last_unanswered
 from xrouter_tui.safe_text import terminal_text
 from xrouter_tui.ui.clipboard import code_blocks
 from xrouter_tui.ui.editor import EditorError, edit_in_editor
-from xrouter_tui.ui.history import conversation_from_store, shown_messages
+from xrouter_tui.ui.history import conversation_from_store, shown_messages, stored_footer
 from xrouter_tui.ui.message_cursor import MessageCursor
 from xrouter_tui.ui.messages import (
     ModelChanged,
@@ -582,6 +582,26 @@ class ChatScreen(Screen[None]):
         if not answer.content:
             view.body.display = False
         self._show_money(answer)
+
+    def refresh_money_lines(self) -> None:
+        """The money line of each answer whose refund the chain has shown since: "refunded $X
+        · net $Y" (as seen on chain)."""
+        store = self.app.store
+        if store is None or self.conversation_id is None:
+            return
+        try:
+            saved = {m.id: m for m in store.messages(self.conversation_id)}
+        except StoreError:
+            return
+        shown = self.query_one(ChatLog).messages()
+        messages = self.conversation.messages
+        offset = len(messages) - len(shown)
+        for index, widget in enumerate(shown):
+            message = messages[offset + index] if offset + index >= 0 else None
+            stored = saved.get(message.id) if message is not None and message.id else None
+            refunded = stored is not None and stored.payment and stored.payment.refund
+            if isinstance(widget, AnswerMessage) and stored is not None and refunded:
+                widget.set_footer(stored_footer(stored, self.app.model_info(stored.model)))
 
     def _show_money(self, answer: ChatMessage) -> None:
         """The last charge and the session's spend, counting only payments the router took."""
