@@ -24,6 +24,7 @@ from tests.ui_helpers import (
     Posted,
     demo_chat,
     keyless_chat,
+    make_keyless_app,
     run_command,
     visible_text,
     wait_for,
@@ -402,3 +403,21 @@ async def test_the_demo_keeps_its_throwaway_wallet_and_out_of_the_keyring(memory
                 app.clear_notifications()
             assert app.router.account == chat.account
     assert memory_keyring.secrets[ENTRY] == OTHER_KEY
+
+
+async def test_the_new_address_shows_its_balance_until_it_is_funded(memory_keyring, monkeypatch):
+    config = DevServerConfig(network=BASE_SEPOLIA.v1_name, chain=True)
+    with start_dev_server(config) as router:
+        monkeypatch.setenv("XROUTER_RPC_URL", f"{router.url}/rpc")  # the local chain
+        app = make_keyless_app(router.url)
+        async with app.run_test(size=SIZE) as pilot:
+            setup = await setup_shown(pilot)
+            await pilot.press("down", "enter")  # a new key
+            await view_shown(pilot, setup, "setup-ready")
+            address = stored_address(memory_keyring)
+            assert address is not None
+            waiting = "Balance: $0.000000 on Base Sepolia (test network); waiting for USDC"
+            await wait_for(pilot, lambda: waiting in words_on_screen(app), "no USDC yet", 60)
+            router.chain.mint(address, 2_500_000)  # someone sends $2.50
+            funded = "Balance: $2.500000 USDC on Base Sepolia (test network). Ready to pay."
+            await wait_for(pilot, lambda: funded in words_on_screen(app), "the funds", 60)

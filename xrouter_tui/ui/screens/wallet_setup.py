@@ -7,6 +7,7 @@ unlocked); only its address is ever shown.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -19,7 +20,8 @@ from textual.widgets import Button, ContentSwitcher, Input, Label, OptionList, S
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from xrouter_tui.payments import WalletKey
+from xrouter_tui.payments import WalletKey, format_usd
+from xrouter_tui.payments.networks import atomic_to_usd
 from xrouter_tui.wallet import (
     WalletError,
     account_from_key,
@@ -52,6 +54,8 @@ AFTER_PROBLEM = (
 BUSY = "Opening the keyring… (it may ask you to unlock it)"
 # Set apart from the rest of the text: the one thing the user has to copy somewhere else.
 ADDRESS_STYLE = "wallet-setup--address"
+# How often the new address's balance is read again while it waits to be funded.
+BALANCE_EVERY = 5.0
 
 
 class KeyInput(Input):
@@ -135,6 +139,7 @@ class WalletSetup(ModalScreen[None]):
                 yield Label("Your wallet is ready: fund it", classes="setup-title")
                 yield Static("", id="setup-kept", classes="setup-text")
                 yield Static("", id="setup-funding", classes="setup-text")
+                yield Static("", id="setup-balance", classes="setup-text", markup=False)
                 with Horizontal(id="setup-buttons"):
                     yield Button("Start chatting", id="setup-start", variant="primary")
                     yield Button("Copy address (c)", id="setup-copy")
@@ -264,6 +269,28 @@ class WalletSetup(ModalScreen[None]):
         self.query_one("#setup-funding", Static).update(funding)
         self._switch("setup-ready")
         self.query_one("#setup-start", Button).focus()
+        self._watch_balance()
+
+    @work(exclusive=True, group="setup-balance", exit_on_error=False)
+    async def _watch_balance(self) -> None:
+        """The new address's balance, read from the chain again every few seconds until USDC
+        arrives (or the screen closes): the user sees the funding land."""
+        shown = self.query_one("#setup-balance", Static)
+        while self.is_attached:
+            chain = self.app.chain
+            balance = await chain.refresh(self.address) if chain is not None else None
+            if balance is None:
+                shown.update("Balance: reading the chain…")
+            elif balance.atomic is None:
+                shown.update("Balance: the chain cannot be read just now; trying again.")
+            else:
+                usd = atomic_to_usd(balance.atomic, balance.network.usdc.decimals)
+                where = balance.network.label
+                if balance.atomic > 0:
+                    shown.update(f"Balance: {format_usd(usd)} USDC on {where}. Ready to pay.")
+                    return
+                shown.update(f"Balance: {format_usd(usd)} on {where}; waiting for USDC to arrive…")
+            await asyncio.sleep(BALANCE_EVERY)
 
     # -- the funded address --------------------------------------------------------------
 
