@@ -194,7 +194,9 @@ def test_a_funded_wallet_s_balance_reads_over_json_rpc(dev):
 # -- payments settle on it --------------------------------------------------------------------
 
 
-def test_a_paid_turn_moves_the_balance_by_the_amount_less_the_refund(dev):
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_paid_turn_moves_the_balance_by_the_amount_less_the_refund(dev, version):
+    dev.config.x402_version = version
     account = funded(dev, 1)
     events = asyncio.run(turn(dev, account))
     paid = events[0]
