@@ -68,7 +68,7 @@ from xrouter_tui.safe_text import one_line, valid_tx
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Funds", "RouterClient", "answer_broke", "not_enough_funds"]
+__all__ = ["Funds", "RouterClient", "answer_broke", "http_client", "not_enough_funds"]
 
 # The wallet's USDC balance on a network (in atomic units), or None when it is not known now:
 # what the check before signing compares with the router's amount. `commands/` and `ui/` pass
@@ -100,15 +100,7 @@ class RouterClient:
         self.policy = policy or SpendingPolicy()
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
-        t = self.timeouts
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            timeout=httpx.Timeout(
-                connect=t.connect, read=t.first_byte, write=t.connect, pool=t.connect
-            ),
-            headers={"User-Agent": f"xrouter-tui/{__version__}"},
-            transport=transport,
-        )
+        self._http = http_client(self.timeouts, base_url=self.base_url, transport=transport)
 
     async def __aenter__(self) -> Self:
         return self
@@ -591,6 +583,27 @@ def not_enough_funds(quote: Quote, balance: int, payer: str) -> PaymentRefused:
         amount_usd=quote.amount_usd,
         limit_usd=held,
         room_usd=held,
+    )
+
+
+def http_client(
+    timeouts: Timeouts,
+    *,
+    base_url: str = "",
+    transport: httpx.AsyncBaseTransport | None = None,
+    follow_redirects: bool = False,
+) -> httpx.AsyncClient:
+    """The HTTP client the program talks to a router or an RPC endpoint with: its timeouts
+    (the read timeout waits for the first byte; readers then watch the gaps), its name."""
+    t = timeouts
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(
+            connect=t.connect, read=t.first_byte, write=t.connect, pool=t.connect
+        ),
+        headers={"User-Agent": f"xrouter-tui/{__version__}"},
+        transport=transport,
+        follow_redirects=follow_redirects,
     )
 
 

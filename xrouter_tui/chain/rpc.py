@@ -14,7 +14,8 @@ from typing import Any, Self
 
 import httpx
 
-from xrouter_tui import __version__, safe_json
+from xrouter_tui import safe_json
+from xrouter_tui.api.client import http_client
 from xrouter_tui.api.reading import Limits, StalledRead, Timeouts, TooLarge, read_document
 from xrouter_tui.safe_text import one_line
 
@@ -54,15 +55,7 @@ class JsonRpc:
         # The whole call, however its bytes come: connecting, the headers, then the body.
         self.deadline = timeouts.connect + timeouts.first_byte + timeouts.idle
         self._ids = itertools.count(1)
-        t = timeouts
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=t.connect, read=t.first_byte, write=t.connect, pool=t.connect
-            ),
-            headers={"User-Agent": f"xrouter-tui/{__version__}"},
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._http = http_client(timeouts, transport=transport)
 
     async def __aenter__(self) -> Self:
         return self
