@@ -135,6 +135,59 @@ class ChatScreen(Screen[None]):
         ),
     ]
 
+    # Reading the conversation while the prompt keeps the focus: priority, or the prompt (a
+    # TextArea) would take PageUp/PageDown for its own cursor. The log does the scrolling.
+    BINDINGS += [
+        Binding(
+            "pageup",
+            "log_page_up",
+            "Page up",
+            priority=True,
+            show=False,
+            tooltip="Scroll the conversation up a page (older messages load as it goes)",
+        ),
+        Binding(
+            "pagedown",
+            "log_page_down",
+            "Page down",
+            priority=True,
+            show=False,
+            tooltip="Scroll the conversation down a page; at the bottom it follows the answer",
+        ),
+        Binding(
+            "ctrl+home",
+            "log_first",
+            "First message",
+            priority=True,
+            show=False,
+            tooltip="Go to the first message of the conversation",
+        ),
+        Binding(
+            "ctrl+end",
+            "log_last",
+            "Last message",
+            priority=True,
+            show=False,
+            tooltip="Go to the last message and follow the answer being streamed",
+        ),
+    ]
+
+    def action_log_page_up(self) -> None:
+        """Scroll the conversation up a page."""
+        self.query_one(ChatLog).page_up()
+
+    def action_log_page_down(self) -> None:
+        """Scroll the conversation down a page."""
+        self.query_one(ChatLog).page_down()
+
+    async def action_log_first(self) -> None:
+        """Go to the first message, every older one mounted on the way."""
+        await self.query_one(ChatLog).to_first()
+
+    def action_log_last(self) -> None:
+        """Go to the last message, and follow the stream again."""
+        self.query_one(ChatLog).to_last()
+
     app: ChatApp
 
     def __init__(self) -> None:

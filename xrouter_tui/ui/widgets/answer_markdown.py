@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
+from dataclasses import dataclass
 
 from rich.segment import Segment
 from rich.style import Style
+from textual.app import App
 from textual.geometry import Size
 from textual.selection import Selection
 from textual.strip import Strip
@@ -14,7 +17,7 @@ from textual.widget import Widget
 from xrouter_tui.safe_text import TerminalFilter, terminal_text
 from xrouter_tui.ui.markdown_lines import BlockPainter, markdown_theme, split_finished
 
-__all__ = ["AnswerMarkdown"]
+__all__ = ["AnswerMarkdown", "DrawnAnswer", "draw_answer", "finish_line", "painter_for"]
 
 # The most text one write takes in: about 5 ms of drawing the blocks it finishes. The balance
 # of two things a user feels at full speed, measured (benchmarks/bench_chat.py, bench_terminal.py):
@@ -27,6 +30,65 @@ WRITE_SLICE = 0.002
 # The least time between two writes. A delta after a pause goes in at once; at full speed, the
 # deltas of a 60th of a second go in together, and the loop is left free for frames and keys.
 WRITE_INTERVAL = 1 / 60
+
+
+# One painter per app, theme and width, shared by every answer: an answer drawn ahead of its
+# widget is drawn by the very painter the widget would pick (so it need not be drawn again), and
+# no answer pays for a Console and a Theme of its own (about 0.1 ms each).
+_painters: weakref.WeakKeyDictionary[App[object], tuple[str, dict[int, BlockPainter]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def painter_for(app: App[object], width: int) -> BlockPainter:
+    """The painter answers `width` cells wide are drawn with in `app`'s theme."""
+    theme = app.theme
+    kept = _painters.get(app)
+    if kept is None or kept[0] != theme:
+        kept = _painters[app] = (theme, {})
+    painters = kept[1]
+    painter = painters.get(max(width, 1))
+    if painter is None:
+        if len(painters) >= 4:  # a terminal resized by dragging passes through many widths
+            painters.clear()
+        painter = BlockPainter(
+            width, markdown_theme(app.theme_variables), dark=app.current_theme.dark
+        )
+        painters[painter.width] = painter
+    return painter
+
+
+@dataclass(frozen=True, slots=True)
+class DrawnAnswer:
+    """A finished answer cut into blocks and drawn, ahead of the widget that shows it (a
+    message of a resumed conversation, drawn while the reader is still below it)."""
+
+    text: str
+    painter: BlockPainter
+    blocks: list[str]
+    tail: str
+    lines: list[Strip]
+    tail_lines: list[Strip]
+
+
+def draw_answer(text: str, painter: BlockPainter) -> DrawnAnswer:
+    """`text` (as saved: it is made safe here) drawn by `painter`, as `AnswerMarkdown.show`
+    would draw it once laid out."""
+    safe = terminal_text(text)
+    blocks, cut = split_finished(safe)
+    lines: list[Strip] = []
+    for block in blocks:
+        _extend(lines, painter.paint(block), painter.width)
+    tail = safe[cut:] if cut else safe
+    tail_lines = painter.paint(tail) if tail.strip() else []
+    return DrawnAnswer(text, painter, blocks, tail, lines, tail_lines)
+
+
+def _extend(lines: list[Strip], block: list[Strip], width: int) -> None:
+    """Add a block's lines to `lines`, a blank line between blocks."""
+    if lines and block:
+        lines.append(Strip.blank(width))
+    lines.extend(block)
 
 
 class AnswerMarkdown(Widget):
@@ -85,9 +147,20 @@ class AnswerMarkdown(Widget):
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
 
-    def show(self, text: str) -> None:
-        """Take in a whole finished text at once (a message of a resumed conversation)."""
-        self._take_in(terminal_text(text))
+    def show(self, text: str, *, drawn: DrawnAnswer | None = None) -> None:
+        """Take in a whole finished text at once (a message of a resumed conversation), or
+        what `draw_answer` drew of it ahead: then nothing is left to draw, unless the width or
+        the theme changed meanwhile."""
+        if drawn is None or drawn.text != text or self._source:
+            self._take_in(terminal_text(text))
+            return
+        self._source.append(terminal_text(text))
+        self._blocks.extend(drawn.blocks)
+        self._tail = drawn.tail
+        self._painter = drawn.painter
+        self._lines = list(drawn.lines)
+        self._tail_lines = drawn.tail_lines
+        self.refresh(layout=True)
 
     async def finish(self) -> None:
         """Wait until everything fed so far is written and on screen. A sequence the answer
@@ -165,9 +238,7 @@ class AnswerMarkdown(Widget):
         self.refresh(layout=painter is None or self.line_count != before)
 
     def _add_lines(self, lines: list[Strip]) -> None:
-        if self._lines and lines:
-            self._lines.append(Strip.blank(self._painter.width if self._painter else 0))
-        self._lines.extend(lines)
+        _extend(self._lines, lines, self._painter.width if self._painter else 0)
 
     def _paint_tail(self, painter: BlockPainter) -> list[Strip]:
         return painter.paint(self._tail) if self._tail.strip() else []
@@ -184,9 +255,7 @@ class AnswerMarkdown(Widget):
 
     def _repaint(self, width: int) -> None:
         """Draw every block again, for a new width or theme."""
-        painter = BlockPainter(
-            width, markdown_theme(self.app.theme_variables), dark=self.app.current_theme.dark
-        )
+        painter = painter_for(self.app, width)
         self._painter = painter
         self._lines = []
         self._shown.clear()
@@ -198,10 +267,27 @@ class AnswerMarkdown(Widget):
         if self._painter is None or self._painter.width != max(width, 1):
             self._repaint(width)
 
+    def lines_at(self, width: int) -> list[Strip]:
+        """The answer's lines `width` cells wide in the app's theme, without the widget's own
+        colours: for a widget that shows a finished answer itself (`SavedAnswer`), this one
+        unmounted. Drawn again only when the width or the theme changed."""
+        if self._painter is not painter_for(self.app, width):
+            self._repaint(width)
+        gap = [Strip.blank(max(width, 1))] * self._gap
+        return [*self._lines, *gap, *self._tail_lines]
+
+    @property
+    def painter(self) -> BlockPainter | None:
+        """What the answer was last drawn with (its width and theme), if it was."""
+        return self._painter
+
     # -- Textual ---------------------------------------------------------------------------
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, self._theme_changed)
+        painter = self._painter
+        if painter is not None and painter is not painter_for(self.app, painter.width):
+            self._painter = None  # drawn ahead in a theme changed since
 
     def on_unmount(self) -> None:
         if self._writer is not None:
@@ -241,11 +327,7 @@ class AnswerMarkdown(Widget):
             line = self._tail_lines[y - finished - gap]
         else:
             line = Strip.blank(self.size.width)
-        line = line.apply_style(base)
-        if selection is not None and (span := selection.get_span(y)) is not None:
-            selected = self.screen.get_component_rich_style("screen--selection")
-            line = _highlight(line, *span, selected)
-        line = line.apply_offsets(0, y)
+        line = finish_line(self, line, base, y)
         # Finished lines never change until the next repaint: a frame that scrolls the log
         # (each one, while it follows the stream) finds them ready.
         if y < finished and selection is None:
@@ -261,6 +343,17 @@ class AnswerMarkdown(Widget):
 
     def _all_lines(self) -> list[Strip]:
         return [*self._lines, *[Strip.blank(0)] * self._gap, *self._tail_lines]
+
+
+def finish_line(widget: Widget, line: Strip, base: Style, y: int) -> Strip:
+    """Line `y` of an answer as `widget` shows it: its own colours (`base`) under Rich's (which
+    leave most cells' background unset), the text selected in it highlighted."""
+    line = line.apply_style(base)
+    selection = widget.text_selection
+    if selection is not None and (span := selection.get_span(y)) is not None:
+        selected = widget.screen.get_component_rich_style("screen--selection")
+        line = _highlight(line, *span, selected)
+    return line.apply_offsets(0, y)
 
 
 def _highlight(line: Strip, start: int, end: int, style: Style) -> Strip:
