@@ -85,6 +85,13 @@ class Scene:
             await self.steps(pilot, self.seen)
         except Exception as exc:  # re-raised by check(), in the test
             self.error = exc
+        # The model list and the chain's first read (the wallet's balance) land in the status
+        # bar when they land: wait for them, so that every run draws the same line.
+        for _ in range(500):
+            busy = [w for w in app.workers if w.group in ("models", "chain") and w.is_running]
+            if not busy:
+                break
+            await pilot.pause(0.02)
         # After the steps, so a screen they opened is covered too.
         stop_blinking(app)
         app.clear_notifications()

@@ -47,7 +47,18 @@ def binding_rows(bindings: Iterable[Binding]) -> list[tuple[str, str]]:
 
 
 def _key_name(key: str) -> str:
-    names = {"escape": "Esc", "enter": "Enter", "up": "Up", "down": "Down"}
+    names = {
+        "escape": "Esc",
+        "enter": "Enter",
+        "up": "Up",
+        "down": "Down",
+        "pageup": "PageUp",
+        "pagedown": "PageDown",
+        "ctrl+home": "ctrl+Home",
+        "ctrl+end": "ctrl+End",
+        "alt+up": "alt+Up",
+        "alt+down": "alt+Down",
+    }
     key = key.strip()
     if key in names:
         return names[key]
