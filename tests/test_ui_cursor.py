@@ -10,7 +10,7 @@ from xrouter_tui.history.journal import history_path
 from xrouter_tui.history.store import Store
 from xrouter_tui.ui.message_cursor import SELECTED
 from xrouter_tui.ui.messages import ResponseComplete
-from xrouter_tui.ui.widgets.chat_log import ChatLog
+from xrouter_tui.ui.widgets.chat_log import AnswerMessage, ChatLog
 
 
 class Copied:
@@ -111,3 +111,25 @@ async def test_regenerating_an_answer_asks_its_question_again_in_a_fork():
             await wait_for(pilot, lambda: len(posted.of(ResponseComplete)) == 3, "the answer")
     sent = chat.router.state.payments[-1].messages
     assert [m["content"] for m in sent] == ["first question"]  # no later messages
+
+
+async def test_the_models_thinking_is_labelled_and_folds_by_key_or_click():
+    posted = Posted()
+    with demo_chat(model="deepseek/deepseek-r1") as chat:
+        async with chat.app.run_test(size=SIZE, message_hook=posted) as pilot:
+            await send(pilot, "think first")
+            await wait_for(pilot, lambda: posted.of(ResponseComplete), "the answer")
+            [answer] = pilot.app.chat.query(AnswerMessage)
+            thinking = answer.thinking
+            assert thinking.parent is answer and str(thinking.border_title) == "thinking ▾"
+            assert thinking.region.bottom <= answer.body.region.y  # apart, above the answer
+            await pilot.press("alt+up", "t")
+            assert thinking.has_class("-folded") and str(thinking.border_title) == "thinking ▸"
+            assert prompt(pilot).text == ""  # t was the cursor's
+            await pilot.press("t")  # and back
+            assert not thinking.has_class("-folded")
+            await pilot.press("escape")
+            pilot.app.chat.query_one(ChatLog).scroll_to_widget(thinking, animate=False)
+            await pilot.pause()
+            await pilot.click(thinking)  # a click folds it too
+            assert thinking.has_class("-folded")

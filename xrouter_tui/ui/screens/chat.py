@@ -127,6 +127,13 @@ class ChatScreen(Screen[None]):
             "model)",
         ),
         Binding(
+            "t",
+            "fold_thinking",
+            "Thinking",
+            priority=True,
+            tooltip="Selected answer: fold its thinking (the model's reasoning) away, or back",
+        ),
+        Binding(
             "escape",
             "back_to_prompt",
             "Back",
@@ -344,6 +351,9 @@ class ChatScreen(Screen[None]):
                 return role == "user" and not self.streaming
             if action == "regenerate":
                 return role == "assistant" and not self.streaming
+            if action == "fold_thinking":
+                widget = self.cursor.widget
+                return isinstance(widget, AnswerMessage) and widget.thinking.parent is not None
             return True
         if action == "back_to_prompt":
             return self.cursor.active or self._fork_at is not None
@@ -761,6 +771,11 @@ class ChatScreen(Screen[None]):
         where = f"code block {index + 1} of {len(blocks)}" if len(blocks) > 1 else "its code block"
         await self.app.copy_message(blocks[index], where)
 
+    def action_fold_thinking(self) -> None:
+        """Fold the selected answer's reasoning away, or unfold it."""
+        if isinstance(self.cursor.widget, AnswerMessage):
+            self.cursor.widget.thinking.fold()
+
     def action_edit_message(self) -> None:
         """Put the selected question in the prompt: sent, it goes to a fork of the
         conversation that keeps what came before it; this one stays as it is."""
@@ -977,8 +992,10 @@ class ChatScreen(Screen[None]):
 
 
 # The actions on the selected message, and their keys (not text while one is selected).
-_ON_SELECTED = frozenset({"copy_message", "copy_code", "edit_message", "regenerate"})
-CURSOR_KEYS = frozenset({"c", "b", "e", "r"})
+_ON_SELECTED = frozenset(
+    {"copy_message", "copy_code", "edit_message", "regenerate", "fold_thinking"}
+)
+CURSOR_KEYS = frozenset({"c", "b", "e", "r", "t"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -419,6 +419,23 @@ class AnswerFooter(Static):
 _TX = re.compile(r"\btx (0x[0-9a-fA-F]{64})\b")
 
 
+class Reasoning(Static):
+    """The model's reasoning, labelled "thinking" and kept apart from the answer; a click (or
+    `t` on the selected answer) folds it to its last lines, and back."""
+
+    def __init__(self) -> None:
+        super().__init__("", classes="reasoning", markup=False)
+        self.border_title = "thinking ▾"
+
+    def on_click(self) -> None:
+        self.fold()
+
+    def fold(self) -> None:
+        """Fold the reasoning away, or unfold it."""
+        self.toggle_class("-folded")
+        self.border_title = "thinking ▸" if self.has_class("-folded") else "thinking ▾"
+
+
 class AnswerMessage(Vertical):
     """An answer: the model's reasoning if any, its Markdown text, a dim line of what it cost."""
 
@@ -431,7 +448,7 @@ class AnswerMessage(Vertical):
         from xrouter_tui.ui.widgets.answer_markdown import AnswerMarkdown
 
         self.body = AnswerMarkdown()
-        self.thinking = Static("", classes="reasoning", markup=False)
+        self.thinking = Reasoning()
         self.footer = AnswerFooter()
         self._reasoning: list[str] = []
         # One filter for the whole reasoning: a sequence may be cut between two pieces.
