@@ -484,18 +484,24 @@ class ChatScreen(Screen[None]):
         self.app.remember_model_use(model)
         self._stream(question, answer, view, journal, max_tokens, messages=context.messages)
 
-    def _begin_journal(self, text: str, model: str) -> TurnJournal | None:
-        """Commit the question (and, on a first question, the conversation) before any network
-        I/O. Without a history, or when it cannot be written, the chat goes on unsaved."""
+    def _journal(self, model: str) -> TurnJournal | None:
+        """A journal for a turn of this conversation; None without a history."""
         store = self.app.store
         if store is None:
             return None
-        journal = TurnJournal(
+        return TurnJournal(
             store,
             conversation_id=self.conversation_id,
             model=model,
             system_prompt=self.conversation.system_prompt,
         )
+
+    def _begin_journal(self, text: str, model: str) -> TurnJournal | None:
+        """Commit the question (and, on a first question, the conversation) before any network
+        I/O. Without a history, or when it cannot be written, the chat goes on unsaved."""
+        journal = self._journal(model)
+        if journal is None:
+            return None
         try:
             new = self.conversation_id is None
             self.conversation_id = journal.begin(text)
@@ -894,15 +900,9 @@ class ChatScreen(Screen[None]):
 
     def _resume_journal(self, message_id: int, model: str) -> TurnJournal | None:
         """The lost answer's row, `streaming` again for the resend; None without a history."""
-        store = self.app.store
-        if store is None:
+        journal = self._journal(model)
+        if journal is None:
             return None
-        journal = TurnJournal(
-            store,
-            conversation_id=self.conversation_id,
-            model=model,
-            system_prompt=self.conversation.system_prompt,
-        )
         try:
             journal.resume(message_id)
         except StoreError as exc:
