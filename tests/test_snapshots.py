@@ -193,6 +193,25 @@ def test_a_completed_answer_with_what_it_cost(snap_compare, counted_nonces):
     assert matches
 
 
+def test_the_message_cursor_on_a_question(snap_compare, counted_nonces):
+    with demo_chat() as chat:
+
+        async def steps(pilot: Pilot, seen: dict[str, Any]) -> None:
+            await send(pilot, "Show me a table and some Python")
+            await turn_over(pilot, chat)
+            await pilot.press("alt+up", "alt+up")  # the answer, then its question
+            seen["selected"] = [str(w.render()) for w in chat.app.chat.query(".-selected")]
+            seen["on screen"] = visible_text(chat.app)
+
+        scene = Scene(chat, steps)
+        matches = snap_compare(chat.app, run_before=scene, terminal_size=SIZE)
+    seen = scene.check()
+    assert seen["selected"] == ["Show me a table and some Python"]
+    # The footer says what the selected question's keys do.
+    assert "Edit" in seen["on screen"] and "Copy" in seen["on screen"]
+    assert matches
+
+
 def test_the_model_picker_filtered(snap_compare):
     with demo_chat() as chat:
 
