@@ -308,6 +308,12 @@ def test_the_demo_chat_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     assert status == 0, f"exit status {status}; the screen:\n{tmux.screen()}"
 
 
+def session_spent(screen: str) -> str:
+    """The session's total as the status bar shows it ("" before the bar is drawn)."""
+    found = re.search(r"session (\$[0-9.]+)", status_line(screen))
+    return found.group(1) if found else ""
+
+
 def quit_program(tmux: Tmux) -> None:
     tmux.press("C-q")
     deadline = time.monotonic() + DEADLINE
@@ -321,15 +327,21 @@ def test_reading_back_regenerating_and_going_on_by_keyboard(tmux: Tmux, tmp_path
     alt+Up, r and Enter regenerate an answer into a fork; `-c` opens it again after a restart."""
     tmux.start(program_command(tmp_path / "home"))
     wait_for(tmux, lambda screen: "Ask anything" in screen, "the chat to start")
+    spent = session_spent(tmux.screen())
     for number in (1, 2):
         ask(tmux, f"Question number {number} about tmux")
-        wait_for(
+        # Done when the session's total has grown by this answer and the chat is idle again:
+        # the question typed in the prompt, under the last answer, is no sign of a new one.
+        screen = wait_for(
             tmux,
-            lambda screen, n=number: (
-                REPLY_END in screen and state(screen) == "idle" and f"number {n}" in screen
+            lambda screen, before=spent: (
+                REPLY_END in screen
+                and state(screen) == "idle"
+                and session_spent(screen) not in ("", before)
             ),
             f"answer {number}",
         )
+        spent = session_spent(screen)
     first_question = "You Question number 1 about tmux"
     assert first_question not in words(tmux.screen())  # scrolled off by the answers
 
