@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     """The ledger of payments on the allowed networks, or the demo's (in its own history): no
     session, so no session total."""
     # Imported when it runs, as in every command: the options alone are read at start.
-    from xrouter_tui.commands.demo import DEMO_NETWORK
+    # The demo's network (commands.demo.DEMO_NETWORK) without loading the local router.
     from xrouter_tui.commands.spend_table import (
         not_counted_note,
         spend_csv,
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from xrouter_tui.history.journal import history_path
     from xrouter_tui.history.store import Store
     from xrouter_tui.ledger import Ledger
+    from xrouter_tui.payments import BASE_SEPOLIA as DEMO_NETWORK
     from xrouter_tui.reconcile import reconcile_now
 
     demo = getattr(args, "demo", False)
