@@ -54,6 +54,7 @@ __all__ = [
     "local_time",
     "payment_record",
     "payments_csv",
+    "utc_iso",
 ]
 
 
@@ -259,7 +260,7 @@ class Ledger:
             return _total(
                 p.amount_usd
                 for p in self._session.values()
-                if p.at_risk_at(now) and _iso(p.signed_at) >= since
+                if p.at_risk_at(now) and utc_iso(p.signed_at) >= since
             )
         now = self._clock()
         payments = self.store.payments(since=local_midnight(now), networks=self.networks)
@@ -436,5 +437,7 @@ def _total(amounts: Iterable[Decimal]) -> Decimal:
     return sum(amounts, Decimal(0))
 
 
-def _iso(moment: float) -> str:
+def utc_iso(moment: float) -> str:
+    """A time (seconds since the epoch) as the history writes times: UTC ISO 8601, to the
+    millisecond (`2026-11-25T09:14:03.512Z`)."""
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

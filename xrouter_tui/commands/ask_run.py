@@ -47,7 +47,7 @@ from xrouter_tui.config import Settings
 from xrouter_tui.context import PromptTooLong, check_length
 from xrouter_tui.history.journal import TurnJournal, history_path
 from xrouter_tui.history.store import ConversationInfo, Store, StoreError
-from xrouter_tui.ledger import Ledger
+from xrouter_tui.ledger import Ledger, utc_iso
 from xrouter_tui.payments import (
     Network,
     PaymentRefused,
@@ -265,7 +265,7 @@ def _answer(
             from xrouter_tui.chain import BalanceWatch, ChainReaders
             from xrouter_tui.reconcile import reconcile_within
 
-            turn_started = _utc_iso(time.time() - 1)
+            turn_started = utc_iso(time.time() - 1)
 
             readers = ChainReaders(rpc_urls, limits=Limits.of(settings))
             watch = BalanceWatch(readers)
@@ -389,13 +389,6 @@ async def _demo_refund(
         if found.refunds or found.errors:
             return
         await asyncio.sleep(0.1)
-
-
-def _utc_iso(moment: float) -> str:
-    """A time as the store writes times (UTC ISO 8601, to the millisecond)."""
-    from datetime import UTC, datetime
-
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _resend_hint(

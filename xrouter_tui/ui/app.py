@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -22,7 +22,7 @@ from textual.worker import Worker, WorkerState
 from xrouter_tui.api import Limits, ModelInfo, RouterError, Timeouts
 from xrouter_tui.config import ConfigError, Settings, data_dir, save_setting
 from xrouter_tui.history.store import Store, StoreError
-from xrouter_tui.ledger import Ledger
+from xrouter_tui.ledger import Ledger, utc_iso
 from xrouter_tui.model_catalog import FALLBACK_MODELS, ModelCatalog, closest_ids, picker_order
 from xrouter_tui.payments import Network, Quote, SpendingPolicy, WalletKey, format_usd
 from xrouter_tui.payments.networks import atomic_to_usd
@@ -173,7 +173,7 @@ class ChatApp(App[None]):
         if self.router.demo:
             urls = {net.v1_name: f"{self.router.base_url}/rpc" for net in self.router.networks}
             # A demo's chain knows only the payments of its own run.
-            return ChainSession(urls, self.router.networks, since=_now_iso())
+            return ChainSession(urls, self.router.networks, since=utc_iso(time.time()))
         return ChainSession(self.settings.rpc_urls, self.router.networks)
 
     def _make_client(self) -> RouterClient:
@@ -713,8 +713,3 @@ class ChatApp(App[None]):
             save_setting("theme", self.theme, self.env)
         except ConfigError as exc:
             self.notify(f"The theme could not be remembered: {exc}", severity="warning")
-
-
-def _now_iso() -> str:
-    """Now, as the history writes times (UTC ISO 8601)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
