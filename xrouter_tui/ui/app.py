@@ -31,7 +31,6 @@ from xrouter_tui.safe_text import MALFORMED, one_line, terminal_text, valid_tx
 from xrouter_tui.ui.clipboard import clipboard_command, copy_with_system_tool, last_code_block
 from xrouter_tui.ui.history import export_conversation, open_history
 from xrouter_tui.ui.messages import (
-    ChainRead,
     ModelChanged,
     ResponseComplete,
     ResponseFailed,
@@ -418,10 +417,8 @@ class ChatApp(App[None]):
                 )
         if self.store is not None:
             found = await chain.reconcile(self.store)
-            if found.changed:
-                if found.refunds:
-                    self.chat.refresh_money_lines()
-                self.post_message(ChainRead())
+            if found.refunds:
+                self.chat.refresh_money_lines()
 
     def _check_model(self, models: Sequence[ModelInfo]) -> None:
         """A model the router's live list does not have is said at once, with the closest

@@ -8,7 +8,6 @@ from textual.message import Message
 from xrouter_tui.chat import ChatMessage
 
 __all__ = [
-    "ChainRead",
     "ModelChanged",
     "ResponseComplete",
     "ResponseFailed",
@@ -67,7 +66,3 @@ class WalletChanged(Message):
     def __init__(self, address: str) -> None:
         super().__init__()
         self.address = address
-
-
-class ChainRead(Message):
-    """Reading the chain changed the ledger: a payment's outcome or a refund became known."""
